@@ -1,0 +1,1 @@
+"""One folder per model family, each laid out as transformers lays out its models."""

@@ -1,0 +1,23 @@
+"""ELMo: configuration, tokenizer and models (self-contained: torch, transformers and siblings only)."""
+
+from .configuration_elmo import ElmoConfig
+from .modeling_elmo import (
+    ElmoForLanguageModeling,
+    ElmoForSequenceClassification,
+    ElmoForTokenClassification,
+    ElmoModel,
+    ElmoPreTrainedModel,
+)
+from .tokenization_elmo import ElmoTokenizer, split_words, word_to_char_ids
+
+__all__ = [
+    "ElmoConfig",
+    "ElmoForLanguageModeling",
+    "ElmoForSequenceClassification",
+    "ElmoForTokenClassification",
+    "ElmoModel",
+    "ElmoPreTrainedModel",
+    "ElmoTokenizer",
+    "split_words",
+    "word_to_char_ids",
+]

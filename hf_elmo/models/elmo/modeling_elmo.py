@@ -1,0 +1,743 @@
+"""ELMo (Peters et al., 2018) as a transformers model: character CNN → highway → projection → biLSTM language model
+with projections and clipping → learned scalar mix.
+
+The computation is the original TensorFlow one (bilm-tf), so that converted checkpoints reproduce it to float32
+precision. The implementation is organised for speed on CPU:
+
+* the character CNN, highway and projection run once per *distinct* word of the batch, and so does the first
+  layer's input-to-hidden product (the token representation does not depend on context);
+* sequences are laid out "packed" (time-major, longest first, only real words), so no work is spent on padding:
+  at step ``t`` only the rows still running take part, and their states are updated in place;
+* all input-to-hidden products of a layer are one matrix product per direction; only the recurrent product, the
+  cell and the projection run per step;
+* the forward and backward directions advance in the same step (the backward direction reads each sentence reversed
+  within its own length); on CPU in inference the recurrent weights are pre-packed once for oneDNN (its GEMM with a
+  reordered weight runs 2-3x faster than an ordinary one at the small batch of a recurrence), elsewhere both
+  directions go through one batched product.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import ModelOutput
+
+from .configuration_elmo import ElmoConfig
+
+ElmoState = tuple[torch.Tensor, torch.Tensor]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Fast inference matmul
+# --------------------------------------------------------------------------------------------------------------------
+def _mkldnn_usable() -> bool:
+    return bool(
+        torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+    )
+
+
+_MKLDNN = _mkldnn_usable()
+
+
+def _plain_graph() -> bool:
+    """True while tracing, compiling or exporting: only ordinary differentiable ops may be used then."""
+    return bool(
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or (hasattr(torch, "compiler") and torch.compiler.is_compiling())
+        or (hasattr(torch, "onnx") and torch.onnx.is_in_onnx_export())
+    )
+
+
+class PackedLinearCache:
+    """Keeps oneDNN-reordered copies of weights for inference on CPU.
+
+    A reordered ("pre-packed") weight lets oneDNN skip re-packing the matrix at every call, which dominates at the
+    small row counts of a recurrence. The copy is rebuilt whenever the weight changes (its version counter, storage
+    or dtype), so training, ``load_state_dict`` and ``.to(dtype)`` are always seen.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[tuple, torch.Tensor]] = {}
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def usable(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
+        return (
+            _MKLDNN
+            and x.device.type == "cpu"
+            and weight.device.type == "cpu"
+            and x.dtype == weight.dtype
+            and x.dtype in (torch.float32, torch.bfloat16)
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+            and not _plain_graph()
+        )
+
+    def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``x @ weight.T + bias`` (``weight`` is ``(out, in)`` as in ``nn.Linear``)."""
+        if not self.usable(x, weight):
+            return F.linear(x, weight, bias)
+        key = (weight.data_ptr(), weight._version, weight.dtype, tuple(weight.shape))
+        entry = self._entries.get(id(weight))
+        if entry is None or entry[0] != key:
+            with torch.no_grad():
+                packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 32)
+            entry = (key, packed)
+            self._entries[id(weight)] = entry
+        lead = x.shape[:-1]
+        out = torch.ops.mkldnn._linear_pointwise(
+            x.reshape(-1, x.shape[-1]).contiguous(), entry[1], None if bias is None else bias.detach(), "none", [], ""
+        )
+        return out.reshape(*lead, out.shape[-1])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Character encoder
+# --------------------------------------------------------------------------------------------------------------------
+class ElmoCharacterEncoder(nn.Module):
+    """Character embedding → convolutions (max over positions, then the activation) → highway → projection.
+
+    ``highways[k]`` holds the transform and carry matrices stacked as one ``nn.Linear(F, 2F)`` (transform rows first)
+    so that each highway layer is one matrix product.
+    """
+
+    def __init__(self, config: ElmoConfig, cache: PackedLinearCache) -> None:
+        super().__init__()
+        self.config = config
+        self._cache = cache
+        self.char_embedding = nn.Embedding(config.n_characters, config.char_embedding_dim, padding_idx=0)
+        self.convolutions = nn.ModuleList(
+            nn.Conv1d(config.char_embedding_dim, n, width) for width, n in config.char_cnn_filters
+        )
+        n_filters = config.n_filters
+        self.highways = nn.ModuleList(nn.Linear(n_filters, 2 * n_filters) for _ in range(config.n_highway))
+        self.projection = nn.Linear(n_filters, config.projection_dim) if n_filters != config.projection_dim else None
+        self.activation = torch.relu if config.activation == "relu" else torch.tanh
+
+    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """``char_ids`` (words, max_characters_per_token) → token representations (words, projection_dim)."""
+        x = self.char_embedding(char_ids).transpose(1, 2)  # (words, emb, chars)
+        pooled = [conv(x).amax(dim=-1) for conv in self.convolutions]
+        h = self.activation(torch.cat(pooled, dim=-1))
+        n = h.shape[-1]
+        for highway in self.highways:
+            proj = self._cache.linear(h, highway.weight, highway.bias)
+            transform, carry = proj[..., :n], proj[..., n:]
+            gate = torch.sigmoid(carry)
+            h = gate * torch.relu(transform) + (1 - gate) * h
+        if self.projection is not None:
+            h = self._cache.linear(h, self.projection.weight, self.projection.bias)
+        return h
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The biLSTM language model
+# --------------------------------------------------------------------------------------------------------------------
+class ElmoLstmLayer(nn.Module):
+    """One biLSTM layer with projection: both directions' weights stacked on a leading axis of size 2.
+
+    Shapes (d = direction, 0 forward, 1 backward): ``weight_ih`` (2, 4H, P) and ``weight_hh`` (2, 4H, P) are the input
+    and recurrent halves of TensorFlow's ``W_0`` (transposed), ``bias`` (2, 4H) is ``B`` (without TensorFlow's forget
+    bias of 1, added at run time), ``weight_proj`` (2, P, H) is ``W_P_0`` transposed. Gate order: input, candidate
+    (j), forget, output, as in TensorFlow.
+    """
+
+    FORGET_BIAS = 1.0
+
+    def __init__(self, config: ElmoConfig) -> None:
+        super().__init__()
+        h, p = config.lstm_dim, config.projection_dim
+        self.weight_ih = nn.Parameter(torch.empty(2, 4 * h, p))
+        self.weight_hh = nn.Parameter(torch.empty(2, 4 * h, p))
+        self.bias = nn.Parameter(torch.empty(2, 4 * h))
+        self.weight_proj = nn.Parameter(torch.empty(2, p, h))
+
+    def effective_bias(self) -> torch.Tensor:
+        """``B`` with TensorFlow's forget bias folded into the forget gate's block."""
+        h = self.bias.shape[-1] // 4
+        offset = torch.zeros_like(self.bias)
+        offset[:, 2 * h : 3 * h] = self.FORGET_BIAS
+        return self.bias + offset
+
+
+@dataclass
+class _PackedLayout:
+    """Where each packed (time-major, longest-first) position of each direction comes from.
+
+    ``fwd_src``/``bwd_src`` index the real words of the batch in row-major order (0..n_real-1); ``batch_sizes[t]`` rows
+    take part in step ``t``; ``order`` sorts the batch rows by falling length.
+    """
+
+    order: torch.Tensor
+    batch_sizes: list[int]
+    fwd_src: torch.Tensor
+    bwd_src: torch.Tensor
+    real_flat: torch.Tensor
+
+
+def _packed_layout(mask: torch.Tensor) -> _PackedLayout:
+    batch, width = mask.shape
+    lengths = mask.sum(dim=1)
+    order = torch.argsort(lengths, descending=True, stable=True)
+    sorted_len = lengths[order]
+    max_len = int(sorted_len[0]) if batch else 0
+    real_flat = mask.reshape(-1).nonzero().squeeze(1)  # row-major positions of real words
+    # rank[b, j]: index (into real_flat) of the j-th real word of row b
+    starts = torch.cumsum(lengths, 0) - lengths
+    steps = torch.arange(max_len, device=mask.device)
+    valid = steps[:, None] < sorted_len[None, :]  # (time, sorted row)
+    t_idx, r_idx = valid.nonzero(as_tuple=True)  # row-major = packed order
+    rows = order[r_idx]
+    fwd_src = starts[rows] + t_idx
+    bwd_src = starts[rows] + (lengths[rows] - 1 - t_idx)
+    batch_sizes = valid.sum(dim=1).tolist()
+    return _PackedLayout(order, batch_sizes, fwd_src, bwd_src, real_flat)
+
+
+class ElmoBiLm(nn.Module):
+    """The stacked biLSTM over packed sequences; returns every layer's packed outputs and the final states."""
+
+    def __init__(self, config: ElmoConfig, cache: PackedLinearCache) -> None:
+        super().__init__()
+        self.config = config
+        self._cache = cache
+        self.layers = nn.ModuleList(ElmoLstmLayer(config) for _ in range(config.n_layers))
+
+    def _input_gates(self, layer: ElmoLstmLayer, x: torch.Tensor) -> torch.Tensor:
+        """All timesteps' input-to-hidden products of both directions: (2, N, P) → (2, N, 4H)."""
+        bias = layer.effective_bias()
+        if self._cache.usable(x, layer.weight_ih):
+            return torch.stack(
+                [self._cache.linear(x[d], layer.weight_ih[d], bias[d]) for d in range(2)]
+            )
+        return torch.baddbmm(bias.unsqueeze(1), x, layer.weight_ih.transpose(1, 2))
+
+    def _recurrent(self, layer: ElmoLstmLayer, weight: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Both directions' product of ``h`` (2, n, K) with ``weight`` (2, out, K) → (2, n, out)."""
+        if self._cache.usable(h, weight):
+            return torch.stack([self._cache.linear(h[0], weight[0]), self._cache.linear(h[1], weight[1])])
+        return torch.bmm(h, weight.transpose(1, 2))
+
+    def run_layer(
+        self,
+        layer: ElmoLstmLayer,
+        gates_x: torch.Tensor,
+        batch_sizes: list[int],
+        h0: torch.Tensor,
+        c0: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The recurrence of one layer over packed input gates (2, N, 4H), starting from (2, B, P)/(2, B, H) states
+        in sorted row order. Returns the packed outputs (2, N, P) and the final states (rows that ended early keep
+        the state after their last word)."""
+        cfg = self.config
+        hidden = cfg.lstm_dim
+        in_place = not (torch.is_grad_enabled() and (gates_x.requires_grad or h0.requires_grad or c0.requires_grad))
+        # Half-precision weights: run the cell arithmetic and keep the cell state in float32.
+        cell_dtype = torch.float32 if gates_x.dtype in (torch.float16, torch.bfloat16) else gates_x.dtype
+        h = h0.to(gates_x.dtype).clone()
+        c = c0.to(cell_dtype).clone()
+        outputs = []
+        offset = 0
+        for n in batch_sizes:
+            gates = gates_x[:, offset : offset + n].to(cell_dtype) + self._recurrent(
+                layer, layer.weight_hh, h[:, :n]
+            ).to(cell_dtype)
+            offset += n
+            i, j, f, o = gates.split(hidden, dim=-1)
+            c_new = torch.sigmoid(f) * c[:, :n] + torch.sigmoid(i) * torch.tanh(j)
+            if cfg.cell_clip:
+                c_new = c_new.clamp(-cfg.cell_clip, cfg.cell_clip)
+            m = (torch.sigmoid(o) * torch.tanh(c_new)).to(h.dtype)
+            h_new = self._recurrent(layer, layer.weight_proj, m)
+            if cfg.proj_clip:
+                h_new = h_new.clamp(-cfg.proj_clip, cfg.proj_clip)
+            if in_place:
+                c[:, :n] = c_new
+                h[:, :n] = h_new
+            else:
+                c = torch.cat([c_new, c[:, n:]], dim=1)
+                h = torch.cat([h_new, h[:, n:]], dim=1)
+            outputs.append(h_new)
+        if outputs:
+            out = torch.cat(outputs, dim=1)
+        else:
+            out = gates_x.new_zeros(2, 0, cfg.projection_dim)
+        return out, h, c
+
+    def forward(
+        self,
+        token_gates_0: torch.Tensor,
+        token_inputs: torch.Tensor,
+        batch_sizes: list[int],
+        h0: torch.Tensor,
+        c0: torch.Tensor,
+    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """``token_gates_0`` (2, N, 4H): the first layer's input gates; ``token_inputs`` (2, N, P): the first layer's
+        input (for skip connections). ``h0``/``c0``: (n_layers, 2, B, ·) in sorted row order."""
+        outputs, h_final, c_final = [], [], []
+        x = token_inputs
+        for k, layer in enumerate(self.layers):
+            gates = token_gates_0 if k == 0 else self._input_gates(layer, x)
+            out, h, c = self.run_layer(layer, gates, batch_sizes, h0[k], c0[k])
+            if self.config.use_skip_connections and k > 0:
+                out = out + x
+            outputs.append(out)
+            h_final.append(h)
+            c_final.append(c)
+            x = out
+        return outputs, torch.stack(h_final), torch.stack(c_final)
+
+
+class ElmoScalarMix(nn.Module):
+    """γ · Σ_j softmax(s)_j · h_j, optionally layer-normalising each h_j over the real tokens first."""
+
+    def __init__(self, n_representations: int, do_layer_norm: bool, initial: list[float] | None = None,
+                 trainable: bool = True) -> None:
+        super().__init__()
+        init = torch.tensor(initial if initial is not None else [0.0] * n_representations, dtype=torch.float32)
+        self.scalar_parameters = nn.Parameter(init, requires_grad=trainable)
+        self.gamma = nn.Parameter(torch.ones(1), requires_grad=trainable)
+        self.do_layer_norm = do_layer_norm
+
+    def forward(self, layers: tuple[torch.Tensor, ...], mask: torch.Tensor) -> torch.Tensor:
+        if len(layers) != self.scalar_parameters.numel():
+            raise ValueError(f"scalar mix expects {self.scalar_parameters.numel()} layers, got {len(layers)}")
+        weights = torch.softmax(self.scalar_parameters.float(), dim=0).to(layers[0].dtype)
+        gamma = self.gamma.to(layers[0].dtype)
+        mixed = None
+        if self.do_layer_norm:
+            m = mask.unsqueeze(-1).to(layers[0].dtype)
+            n = (m.sum() * layers[0].shape[-1]).clamp_min(1)
+        for w, layer in zip(weights, layers):
+            if self.do_layer_norm:
+                mean = (layer * m).sum() / n
+                var = (((layer - mean) * m) ** 2).sum() / n
+                layer = (layer - mean) / torch.sqrt(var + 1e-12)
+            mixed = w * layer if mixed is None else mixed + w * layer
+        return gamma * mixed
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------------------------------------------------
+@dataclass
+class ElmoModelOutput(ModelOutput):
+    """Outputs of [`ElmoModel`].
+
+    Args:
+        last_hidden_state: the first learned scalar mix, (batch, words, 2·projection_dim).
+        hidden_states: the n_layers + 1 biLM layers, each (batch, words, 2·projection_dim): layer 0 is the token
+            representation repeated for both directions, layer l ≥ 1 is [forward; backward].
+        elmo_representations: every scalar mix (``num_output_representations`` of them).
+        state: with ``use_cache=True``, the recurrent state after each row's last word, ``(h, c)`` of shapes
+            (n_layers, 2, batch, projection_dim) and (n_layers, 2, batch, lstm_dim); pass it back as ``state=``.
+    """
+
+    last_hidden_state: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    elmo_representations: tuple[torch.Tensor, ...] | None = None
+    state: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+@dataclass
+class ElmoLanguageModelingOutput(ModelOutput):
+    """Outputs of [`ElmoForLanguageModeling`]: ``loss`` is the mean of the forward and backward LM losses;
+    ``logits`` (batch, words, 2, vocab): [..., 0, :] the forward LM's prediction of the next word, [..., 1, :] the
+    backward LM's of the previous word (None in training with the sampled softmax)."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    forward_loss: torch.Tensor | None = None
+    backward_loss: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    state: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+@dataclass
+class ElmoClassifierOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------------------------------
+class ElmoPreTrainedModel(PreTrainedModel):
+    config_class = ElmoConfig
+    base_model_prefix = "elmo"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
+    _no_split_modules: list[str] = []
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, ElmoLstmLayer):
+            bound = 1.0 / math.sqrt(module.weight_hh.shape[-1])
+            for p in (module.weight_ih, module.weight_hh, module.weight_proj):
+                nn.init.uniform_(p, -bound, bound)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, ElmoScalarMix):
+            n = module.scalar_parameters.numel()
+            initial = self.config.scalar_mix_parameters or [0.0] * n
+            module.scalar_parameters.copy_(torch.tensor(initial, dtype=module.scalar_parameters.dtype))
+            nn.init.ones_(module.gamma)
+        elif isinstance(module, (nn.Linear, nn.Conv1d)):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None:
+                module.weight[module.padding_idx].zero_()
+
+
+def _check_char_ids(input_ids: Any, config: ElmoConfig) -> torch.Tensor:
+    if not isinstance(input_ids, torch.Tensor):
+        raise TypeError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}")
+    if input_ids.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool):
+        raise TypeError(f"input_ids must hold integer character ids, got dtype {input_ids.dtype}")
+    if input_ids.dim() != 3 or input_ids.shape[-1] != config.max_characters_per_token:
+        raise ValueError(
+            "input_ids must have shape (batch, words, max_characters_per_token="
+            f"{config.max_characters_per_token}) as ElmoTokenizer returns it, got {tuple(input_ids.shape)}"
+        )
+    if input_ids.numel():
+        lo, hi = int(input_ids.min()), int(input_ids.max())
+        if lo < 0 or hi >= config.n_characters:
+            raise ValueError(f"character ids must lie in [0, {config.n_characters}), got values in [{lo}, {hi}]")
+    return input_ids.long()
+
+
+def _word_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """(batch, words) bool mask of real words: the attention mask, or the words that are not all-zero."""
+    return attention_mask.bool() if attention_mask is not None else (input_ids > 0).any(dim=-1)
+
+
+class ElmoModel(ElmoPreTrainedModel):
+    """The ELMo biLM: ``input_ids`` (batch, words, 50) character ids → every biLM layer and their scalar mix(es).
+
+    Stateless by default: each call starts from zero states. ``use_cache=True`` returns the state after each row's
+    last word (``output.state``) and ``state=`` starts from one, which reproduces the original stateful biLM.
+    """
+
+    def __init__(self, config: ElmoConfig) -> None:
+        super().__init__(config)
+        self._packed_cache = PackedLinearCache()
+        self.char_encoder = ElmoCharacterEncoder(config, self._packed_cache)
+        self.bilm = ElmoBiLm(config, self._packed_cache)
+        self.scalar_mixes = nn.ModuleList(
+            ElmoScalarMix(config.n_layers + 1, config.do_layer_norm, config.scalar_mix_parameters,
+                          trainable=config.scalar_mix_parameters is None)
+            for _ in range(config.num_output_representations)
+        )
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.char_encoder.char_embedding
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> "ElmoModel":
+        self._packed_cache.clear()
+        return super()._apply(fn, *args, **kwargs)
+
+    def zero_state(self, batch_size: int, device: torch.device | None = None,
+                   dtype: torch.dtype | None = None) -> ElmoState:
+        """All-zero recurrent state for ``batch_size`` rows."""
+        cfg = self.config
+        p = next(self.parameters())
+        device, dtype = device or p.device, dtype or p.dtype
+        h = torch.zeros(cfg.n_layers, 2, batch_size, cfg.projection_dim, device=device, dtype=dtype)
+        c = torch.zeros(cfg.n_layers, 2, batch_size, cfg.lstm_dim, device=device, dtype=torch.float32
+                        if dtype in (torch.float16, torch.bfloat16) else dtype)
+        return h, c
+
+    def _check_state(self, state: Any, batch: int) -> ElmoState:
+        cfg = self.config
+        if not (isinstance(state, (tuple, list)) and len(state) == 2):
+            raise TypeError("state must be the (h, c) pair that a call with use_cache=True returned")
+        h, c = state
+        want_h = (cfg.n_layers, 2, batch, cfg.projection_dim)
+        want_c = (cfg.n_layers, 2, batch, cfg.lstm_dim)
+        if tuple(h.shape) != want_h or tuple(c.shape) != want_c:
+            raise ValueError(
+                f"state shapes {tuple(h.shape)}, {tuple(c.shape)} do not fit this batch: expected {want_h}, {want_c}"
+            )
+        return h, c
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        state: ElmoState | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> ElmoModelOutput | tuple:
+        """
+        Args:
+            input_ids: (batch, words, max_characters_per_token) character ids from [`ElmoTokenizer`].
+            attention_mask: (batch, words), 1 for real words; derived from ``input_ids`` (all-zero words are padding)
+                when omitted. Left, right or any other padding is handled.
+            state: recurrent state to start from (see ``use_cache``); zeros when omitted.
+            use_cache: return ``output.state``, the state after each row's last word.
+            output_hidden_states: return every biLM layer (default True: ELMo's layers are its product).
+        """
+        kwargs.pop("token_ids", None)
+        kwargs.pop("token_type_ids", None)
+        if kwargs:
+            raise TypeError(f"ElmoModel.forward got unexpected arguments: {sorted(kwargs)}")
+        if input_ids is None:
+            raise ValueError("ElmoModel needs input_ids (batch, words, max_characters_per_token)")
+        cfg = self.config
+        input_ids = _check_char_ids(input_ids, cfg)
+        batch, width, _ = input_ids.shape
+        if attention_mask is None:
+            mask = (input_ids > 0).any(dim=-1)
+        else:
+            if tuple(attention_mask.shape) != (batch, width):
+                raise ValueError(
+                    f"attention_mask shape {tuple(attention_mask.shape)} does not match input_ids' (batch, words) = "
+                    f"{(batch, width)}"
+                )
+            mask = attention_mask.bool()
+        return_dict = return_dict if return_dict is not None else cfg.return_dict
+        output_hidden_states = True if output_hidden_states is None else output_hidden_states
+
+        param = self.bilm.layers[0].weight_hh
+        dtype, device = param.dtype, param.device
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        layout = _packed_layout(mask)
+        n_real = layout.real_flat.numel()
+        hidden = 2 * cfg.projection_dim
+
+        if state is None:
+            h0, c0 = self.zero_state(batch, device, dtype)
+        else:
+            h0, c0 = self._check_state(state, batch)
+            h0, c0 = h0.to(device), c0.to(device)
+        h0s, c0s = h0[:, :, layout.order], c0[:, :, layout.order]
+
+        # Token representations, once per distinct word; the first layer's input gates likewise.
+        words = input_ids.reshape(-1, cfg.max_characters_per_token)[layout.real_flat]
+        if n_real:
+            unique_words, inverse = torch.unique(words, dim=0, return_inverse=True)
+            token_unique = self.char_encoder(unique_words)
+            x_u = token_unique.unsqueeze(0).expand(2, -1, -1)
+            gates_u = self.bilm._input_gates(self.bilm.layers[0], x_u)
+            word_of = inverse  # real word index -> distinct word index
+            fwd_w, bwd_w = word_of[layout.fwd_src], word_of[layout.bwd_src]
+            token_inputs = torch.stack([token_unique[fwd_w], token_unique[bwd_w]])
+            gates0 = torch.stack([gates_u[0][fwd_w], gates_u[1][bwd_w]])
+            layer_outs, h_n, c_n = self.bilm(gates0, token_inputs, layout.batch_sizes, h0s, c0s)
+            token_real = token_unique[inverse]
+        else:
+            token_real = torch.zeros(0, cfg.projection_dim, device=device, dtype=dtype)
+            layer_outs, h_n, c_n = [], h0s, c0s
+
+        # Back from the packed layout to (batch, words, 2P).
+        def unpack(packed_fwd: torch.Tensor, packed_bwd: torch.Tensor) -> torch.Tensor:
+            real = packed_fwd.new_zeros(n_real, hidden)
+            real[layout.fwd_src, : cfg.projection_dim] = packed_fwd
+            real[layout.bwd_src, cfg.projection_dim :] = packed_bwd
+            full = packed_fwd.new_zeros(batch * width, hidden)
+            full[layout.real_flat] = real
+            return full.view(batch, width, hidden)
+
+        token_full = token_real.new_zeros(batch * width, cfg.projection_dim)
+        token_full[layout.real_flat] = token_real
+        token_full = token_full.view(batch, width, cfg.projection_dim)
+        layers = [torch.cat([token_full, token_full], dim=-1)]
+        if n_real:
+            layers += [unpack(out[0], out[1]) for out in layer_outs]
+        else:
+            layers += [token_real.new_zeros(batch, width, hidden) for _ in range(cfg.n_layers)]
+        layers_t = tuple(layers)
+
+        mixes = tuple(mix(layers_t, mask) for mix in self.scalar_mixes)
+        new_state = None
+        if use_cache:
+            inv = torch.empty_like(layout.order)
+            inv[layout.order] = torch.arange(batch, device=device)
+            new_state = (h_n[:, :, inv], c_n[:, :, inv])
+        out = ElmoModelOutput(
+            last_hidden_state=mixes[0],
+            hidden_states=layers_t if output_hidden_states else None,
+            elmo_representations=mixes,
+            state=new_state,
+        )
+        return out if return_dict else out.to_tuple()
+
+
+class _ElmoHeadModel(ElmoPreTrainedModel):
+    """Shared plumbing of the task heads: the biLM, dropout, and the mask from ``input_ids``."""
+
+    def __init__(self, config: ElmoConfig) -> None:
+        super().__init__(config)
+        self.elmo = ElmoModel(config)
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.dropout
+        self.dropout = nn.Dropout(p)
+
+    def freeze_bilm(self, freeze: bool = True) -> None:
+        """Freezes (or unfreezes) the character encoder and the biLSTM; the scalar mixes and the head still train,
+        as ELMo is used in the paper."""
+        for module in (self.elmo.char_encoder, self.elmo.bilm):
+            for p in module.parameters():
+                p.requires_grad_(not freeze)
+
+
+
+class ElmoForSequenceClassification(_ElmoHeadModel):
+    """ELMo → scalar mix → dropout → mean over the real words → linear. ``labels`` → cross-entropy (or MSE for
+    ``num_labels == 1``, BCE for ``problem_type="multi_label_classification"``)."""
+
+    def __init__(self, config: ElmoConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None, **kwargs: Any) -> ElmoClassifierOutput | tuple:
+        out = self.elmo(input_ids, attention_mask, output_hidden_states=output_hidden_states, **kwargs)
+        mask = _word_mask(input_ids, attention_mask).to(out.last_hidden_state.device)
+        x = self.dropout(out.last_hidden_state)
+        m = mask.unsqueeze(-1).to(x.dtype)
+        pooled = (x * m).sum(1) / m.sum(1).clamp_min(1)
+        logits = self.classifier(pooled)
+        loss = None
+        if labels is not None:
+            loss = _sequence_loss(self.config, logits, labels.to(logits.device))
+        result = ElmoClassifierOutput(loss=loss, logits=logits,
+                                      hidden_states=out.hidden_states if output_hidden_states else None)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return result if return_dict else result.to_tuple()
+
+
+def _sequence_loss(config: ElmoConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    if config.problem_type is None:
+        if config.num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    if config.problem_type == "regression":
+        return F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
+    if config.problem_type == "single_label_classification":
+        return F.cross_entropy(logits.float().view(-1, config.num_labels), labels.view(-1))
+    return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+
+
+class ElmoForTokenClassification(_ElmoHeadModel):
+    """ELMo → scalar mix → dropout → linear per word. ``labels`` (batch, words), -100 ignored (boundaries, padding)."""
+
+    def __init__(self, config: ElmoConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
+                return_dict: bool | None = None, **kwargs: Any) -> ElmoClassifierOutput | tuple:
+        out = self.elmo(input_ids, attention_mask, output_hidden_states=output_hidden_states, **kwargs)
+        logits = self.classifier(self.dropout(out.last_hidden_state))
+        loss = None
+        if labels is not None:
+            labels = labels.to(logits.device)
+            if labels.shape != logits.shape[:2]:
+                raise ValueError(f"labels shape {tuple(labels.shape)} must be (batch, words) = {tuple(logits.shape[:2])}")
+            loss = F.cross_entropy(logits.float().reshape(-1, self.num_labels), labels.reshape(-1), ignore_index=-100)
+        result = ElmoClassifierOutput(loss=loss, logits=logits,
+                                      hidden_states=out.hidden_states if output_hidden_states else None)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return result if return_dict else result.to_tuple()
+
+
+class ElmoForLanguageModeling(ElmoPreTrainedModel):
+    """The bidirectional LM that ELMo is trained as: the top layer's forward half predicts the next word, its
+    backward half the previous word, through one softmax over the word vocabulary shared by both directions (as in
+    bilm-tf). ``labels`` are word-vocabulary ids aligned with ``input_ids`` (``ElmoTokenizer(...,
+    return_token_ids=True)["token_ids"]``), -100 at padding; the loss is the mean of both directions' losses.
+
+    With ``config.sampled_softmax_num_samples > 0`` training uses a sampled softmax (log-uniform candidates, as the
+    original, for vocabularies of hundreds of thousands of words; the vocabulary must be sorted by falling
+    frequency); evaluation always uses the full softmax.
+    """
+
+    def __init__(self, config: ElmoConfig) -> None:
+        super().__init__(config)
+        if config.vocab_size <= 0:
+            raise ValueError("ElmoForLanguageModeling needs config.vocab_size > 0 (the word vocabulary's size)")
+        self.elmo = ElmoModel(config)
+        self.softmax = nn.Linear(config.projection_dim, config.vocab_size)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.softmax
+
+    def _sampled_loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Sampled softmax cross-entropy (log-uniform proposal, accidental hits removed) over ``targets`` ≥ 0."""
+        vocab, k = self.config.vocab_size, self.config.sampled_softmax_num_samples
+        ranks = torch.arange(vocab, device=hidden.device, dtype=torch.float64)
+        probs = (torch.log(ranks + 2) - torch.log(ranks + 1)) / math.log(vocab + 1)
+        sampled = torch.multinomial(probs.float(), k, replacement=True)
+        log_q_sampled = torch.log(k * probs[sampled]).to(hidden.dtype)
+        log_q_true = torch.log(k * probs[targets]).to(hidden.dtype)
+        w, b = self.softmax.weight, self.softmax.bias
+        true_logits = (hidden * w[targets]).sum(-1) + b[targets] - log_q_true
+        sampled_logits = hidden @ w[sampled].T + b[sampled] - log_q_sampled
+        sampled_logits = sampled_logits.masked_fill(sampled[None, :] == targets[:, None], float("-inf"))
+        logits = torch.cat([true_logits[:, None], sampled_logits], dim=1).float()
+        return F.cross_entropy(logits, torch.zeros_like(targets))
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, state: ElmoState | None = None, use_cache: bool | None = None,
+                output_hidden_states: bool | None = None, return_dict: bool | None = None,
+                **kwargs: Any) -> ElmoLanguageModelingOutput | tuple:
+        out = self.elmo(input_ids, attention_mask, state=state, use_cache=use_cache, output_hidden_states=True,
+                        **kwargs)
+        top = out.hidden_states[-1]
+        p = self.config.projection_dim
+        fwd_h, bwd_h = top[..., :p], top[..., p:]
+        sampled = self.training and self.config.sampled_softmax_num_samples > 0
+        logits = None
+        if not sampled:
+            logits = torch.stack([self.softmax(fwd_h), self.softmax(bwd_h)], dim=2)
+        loss = fwd_loss = bwd_loss = None
+        if labels is not None:
+            labels = labels.to(top.device).long()
+            if labels.shape != top.shape[:2]:
+                raise ValueError(f"labels shape {tuple(labels.shape)} must be (batch, words) = {tuple(top.shape[:2])}")
+            mask = _word_mask(input_ids, attention_mask).to(top.device)
+            # forward: position t predicts t+1; backward: position t+1 predicts t (both must be real words)
+            pair = mask[:, :-1] & mask[:, 1:]
+            fwd_targets = labels[:, 1:].masked_fill(~pair, -100)
+            bwd_targets = labels[:, :-1].masked_fill(~pair, -100)
+            if sampled:
+                sel_f, sel_b = fwd_targets >= 0, bwd_targets >= 0
+                fwd_loss = self._sampled_loss(fwd_h[:, :-1][sel_f], fwd_targets[sel_f])
+                bwd_loss = self._sampled_loss(bwd_h[:, 1:][sel_b], bwd_targets[sel_b])
+            else:
+                v = self.config.vocab_size
+                fwd_loss = F.cross_entropy(logits[:, :-1, 0].float().reshape(-1, v), fwd_targets.reshape(-1))
+                bwd_loss = F.cross_entropy(logits[:, 1:, 1].float().reshape(-1, v), bwd_targets.reshape(-1))
+            loss = 0.5 * (fwd_loss + bwd_loss)
+        result = ElmoLanguageModelingOutput(
+            loss=loss, logits=logits, forward_loss=fwd_loss, backward_loss=bwd_loss,
+            hidden_states=out.hidden_states if output_hidden_states else None, state=out.state,
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return result if return_dict else result.to_tuple()
