@@ -19,6 +19,7 @@ precision. The implementation is organised for speed on CPU:
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +67,10 @@ class PackedLinearCache:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[int, tuple[tuple, torch.Tensor]] = {}
+        # keyed by the weight's storage address, shape and dtype (a view such as ``param[d]`` gets a new Python
+        # object at every indexing, its address does not); the weak reference and the version counter (shared by a
+        # parameter and its views) tell whether the entry still describes the same, unchanged tensor.
+        self._entries: dict[tuple, tuple[weakref.ref, int, torch.Tensor]] = {}
 
     def clear(self) -> None:
         self._entries.clear()
@@ -86,16 +90,17 @@ class PackedLinearCache:
         """``x @ weight.T + bias`` (``weight`` is ``(out, in)`` as in ``nn.Linear``)."""
         if not self.usable(x, weight):
             return F.linear(x, weight, bias)
-        key = (weight.data_ptr(), weight._version, weight.dtype, tuple(weight.shape))
-        entry = self._entries.get(id(weight))
-        if entry is None or entry[0] != key:
+        owner = weight._base if weight._base is not None else weight
+        key = (weight.data_ptr(), tuple(weight.shape), tuple(weight.stride()), weight.dtype)
+        entry = self._entries.get(key)
+        if entry is None or entry[0]() is not owner or entry[1] != weight._version:
             with torch.no_grad():
-                packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 32)
-            entry = (key, packed)
-            self._entries[id(weight)] = entry
+                packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), 32)
+            entry = (weakref.ref(owner), weight._version, packed)
+            self._entries[key] = entry
         lead = x.shape[:-1]
         out = torch.ops.mkldnn._linear_pointwise(
-            x.reshape(-1, x.shape[-1]).contiguous(), entry[1], None if bias is None else bias.detach(), "none", [], ""
+            x.reshape(-1, x.shape[-1]).contiguous(), entry[2], None if bias is None else bias.detach(), "none", [], ""
         )
         return out.reshape(*lead, out.shape[-1])
 
@@ -212,84 +217,108 @@ class ElmoBiLm(nn.Module):
         self._cache = cache
         self.layers = nn.ModuleList(ElmoLstmLayer(config) for _ in range(config.n_layers))
 
-    def _input_gates(self, layer: ElmoLstmLayer, x: torch.Tensor) -> torch.Tensor:
-        """All timesteps' input-to-hidden products of both directions: (2, N, P) → (2, N, 4H)."""
+    def _input_gates(self, layer: ElmoLstmLayer, x: list[torch.Tensor]) -> list[torch.Tensor]:
+        """All timesteps' input-to-hidden products, one matrix product per direction: 2 × (N, P) → 2 × (N, 4H)."""
         bias = layer.effective_bias()
-        if self._cache.usable(x, layer.weight_ih):
-            return torch.stack(
-                [self._cache.linear(x[d], layer.weight_ih[d], bias[d]) for d in range(2)]
-            )
-        return torch.baddbmm(bias.unsqueeze(1), x, layer.weight_ih.transpose(1, 2))
-
-    def _recurrent(self, layer: ElmoLstmLayer, weight: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """Both directions' product of ``h`` (2, n, K) with ``weight`` (2, out, K) → (2, n, out)."""
-        if self._cache.usable(h, weight):
-            return torch.stack([self._cache.linear(h[0], weight[0]), self._cache.linear(h[1], weight[1])])
-        return torch.bmm(h, weight.transpose(1, 2))
+        return [self._cache.linear(x[d], layer.weight_ih[d], bias[d]) for d in range(2)]
 
     def run_layer(
         self,
         layer: ElmoLstmLayer,
-        gates_x: torch.Tensor,
-        batch_sizes: list[int],
-        h0: torch.Tensor,
-        c0: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The recurrence of one layer over packed input gates (2, N, 4H), starting from (2, B, P)/(2, B, H) states
-        in sorted row order. Returns the packed outputs (2, N, P) and the final states (rows that ended early keep
-        the state after their last word)."""
-        cfg = self.config
-        hidden = cfg.lstm_dim
-        in_place = not (torch.is_grad_enabled() and (gates_x.requires_grad or h0.requires_grad or c0.requires_grad))
-        # Half-precision weights: run the cell arithmetic and keep the cell state in float32.
-        cell_dtype = torch.float32 if gates_x.dtype in (torch.float16, torch.bfloat16) else gates_x.dtype
-        h = h0.to(gates_x.dtype).clone()
-        c = c0.to(cell_dtype).clone()
-        outputs = []
-        offset = 0
-        for n in batch_sizes:
-            gates = gates_x[:, offset : offset + n].to(cell_dtype) + self._recurrent(
-                layer, layer.weight_hh, h[:, :n]
-            ).to(cell_dtype)
-            offset += n
-            i, j, f, o = gates.split(hidden, dim=-1)
-            c_new = torch.sigmoid(f) * c[:, :n] + torch.sigmoid(i) * torch.tanh(j)
-            if cfg.cell_clip:
-                c_new = c_new.clamp(-cfg.cell_clip, cfg.cell_clip)
-            m = (torch.sigmoid(o) * torch.tanh(c_new)).to(h.dtype)
-            h_new = self._recurrent(layer, layer.weight_proj, m)
-            if cfg.proj_clip:
-                h_new = h_new.clamp(-cfg.proj_clip, cfg.proj_clip)
-            if in_place:
-                c[:, :n] = c_new
-                h[:, :n] = h_new
-            else:
-                c = torch.cat([c_new, c[:, n:]], dim=1)
-                h = torch.cat([h_new, h[:, n:]], dim=1)
-            outputs.append(h_new)
-        if outputs:
-            out = torch.cat(outputs, dim=1)
-        else:
-            out = gates_x.new_zeros(2, 0, cfg.projection_dim)
-        return out, h, c
-
-    def forward(
-        self,
-        token_gates_0: torch.Tensor,
-        token_inputs: torch.Tensor,
+        gates_x: list[torch.Tensor],
         batch_sizes: list[int],
         h0: torch.Tensor,
         c0: torch.Tensor,
     ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-        """``token_gates_0`` (2, N, 4H): the first layer's input gates; ``token_inputs`` (2, N, P): the first layer's
-        input (for skip connections). ``h0``/``c0``: (n_layers, 2, B, ·) in sorted row order."""
+        """The recurrence of one layer over packed input gates (2 × (N, 4H)), starting from (2, B, P)/(2, B, H)
+        states in sorted row order. Returns the packed outputs (2 × (N, P)) and the final states (rows that ended
+        early keep the state after their last word)."""
+        if self._cache.usable(h0.to(gates_x[0].dtype), layer.weight_hh) and not gates_x[0].requires_grad:
+            return self._run_layer_inference(layer, gates_x, batch_sizes, h0, c0)
+        return self._run_layer_batched(layer, gates_x, batch_sizes, h0, c0)
+
+    def _cell_update(self, gates: torch.Tensor, c_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """TensorFlow's LSTMCell: gates [i, j, f, o] (forget bias already in the gates) → (clipped c, σ(o)·tanh(c))."""
+        i, j, f, o = gates.split(self.config.lstm_dim, dim=-1)
+        c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(j)
+        if self.config.cell_clip:
+            c = c.clamp(-self.config.cell_clip, self.config.cell_clip)
+        return c, torch.sigmoid(o) * torch.tanh(c)
+
+    def _run_layer_batched(self, layer, gates_x, batch_sizes, h0, c0):
+        """Differentiable (and device-agnostic) path: both directions in one batched product per step, states
+        updated out of place so that autograd can go back through every step."""
+        cfg = self.config
+        gx = torch.stack(gates_x)
+        cell_dtype = torch.float32 if gx.dtype in (torch.float16, torch.bfloat16) else gx.dtype
+        w_hh, w_proj = layer.weight_hh.transpose(1, 2), layer.weight_proj.transpose(1, 2)
+        h, c = h0.to(gx.dtype), c0.to(cell_dtype)
+        outputs, offset = [], 0
+        for n in batch_sizes:
+            gates = gx[:, offset : offset + n].to(cell_dtype) + torch.bmm(h[:, :n], w_hh).to(cell_dtype)
+            offset += n
+            c_new, m = self._cell_update(gates, c[:, :n])
+            h_new = torch.bmm(m.to(gx.dtype), w_proj)
+            if cfg.proj_clip:
+                h_new = h_new.clamp(-cfg.proj_clip, cfg.proj_clip)
+            c = torch.cat([c_new, c[:, n:]], dim=1)
+            h = torch.cat([h_new, h[:, n:]], dim=1)
+            outputs.append(h_new)
+        out = torch.cat(outputs, dim=1) if outputs else gx.new_zeros(2, 0, cfg.projection_dim)
+        return [out[0], out[1]], h, c
+
+    @torch.no_grad()
+    def _run_layer_inference(self, layer, gates_x, batch_sizes, h0, c0):
+        """CPU inference path: per direction, pre-packed oneDNN products and in-place state updates on the rows
+        still running (a prefix, as rows are sorted by falling length)."""
+        cfg = self.config
+        hid = cfg.lstm_dim
+        dtype = gates_x[0].dtype
+        cell_dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+        h = h0.to(dtype).clone()
+        c = c0.to(cell_dtype).clone()
+        outputs: list[list[torch.Tensor]] = [[], []]
+        offset = 0
+        for n in batch_sizes:
+            for d in range(2):
+                g = self._cache.linear(h[d, :n], layer.weight_hh[d]).to(cell_dtype)
+                g += gates_x[d][offset : offset + n]
+                i, j, f, o = g[:, :hid], g[:, hid : 2 * hid], g[:, 2 * hid : 3 * hid], g[:, 3 * hid :]
+                torch.sigmoid(i, out=i)
+                torch.tanh(j, out=j)
+                torch.sigmoid(f, out=f)
+                torch.sigmoid(o, out=o)
+                cd = c[d, :n]
+                cd.mul_(f).addcmul_(i, j)
+                if cfg.cell_clip:
+                    cd.clamp_(-cfg.cell_clip, cfg.cell_clip)
+                m = torch.tanh(cd).mul_(o).to(dtype)
+                h_new = self._cache.linear(m, layer.weight_proj[d])
+                if cfg.proj_clip:
+                    h_new.clamp_(-cfg.proj_clip, cfg.proj_clip)
+                h[d, :n] = h_new
+                outputs[d].append(h_new)
+            offset += n
+        outs = [torch.cat(o, dim=0) if o else gates_x[0].new_zeros(0, cfg.projection_dim) for o in outputs]
+        return outs, h, c
+
+    def forward(
+        self,
+        token_gates_0: list[torch.Tensor],
+        token_inputs: list[torch.Tensor],
+        batch_sizes: list[int],
+        h0: torch.Tensor,
+        c0: torch.Tensor,
+    ) -> tuple[list[list[torch.Tensor]], torch.Tensor, torch.Tensor]:
+        """``token_gates_0``: the first layer's input gates, 2 × (N, 4H); ``token_inputs``: the first layer's input,
+        2 × (N, P) (for skip connections). ``h0``/``c0``: (n_layers, 2, B, ·) in sorted row order."""
         outputs, h_final, c_final = [], [], []
         x = token_inputs
         for k, layer in enumerate(self.layers):
             gates = token_gates_0 if k == 0 else self._input_gates(layer, x)
             out, h, c = self.run_layer(layer, gates, batch_sizes, h0[k], c0[k])
             if self.config.use_skip_connections and k > 0:
-                out = out + x
+                out = [out[d] + x[d] for d in range(2)]
             outputs.append(out)
             h_final.append(h)
             c_final.append(c)
@@ -378,6 +407,8 @@ class ElmoPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = False
     _no_split_modules: list[str] = []
+    # The heads return a mean loss; the Trainer then handles gradient accumulation itself.
+    accepts_loss_kwargs = False
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -493,8 +524,8 @@ class ElmoModel(ElmoPreTrainedModel):
             use_cache: return ``output.state``, the state after each row's last word.
             output_hidden_states: return every biLM layer (default True: ELMo's layers are its product).
         """
-        kwargs.pop("token_ids", None)
-        kwargs.pop("token_type_ids", None)
+        for ignored in ("token_ids", "token_type_ids", "num_items_in_batch"):
+            kwargs.pop(ignored, None)
         if kwargs:
             raise TypeError(f"ElmoModel.forward got unexpected arguments: {sorted(kwargs)}")
         if input_ids is None:
@@ -533,12 +564,11 @@ class ElmoModel(ElmoPreTrainedModel):
         if n_real:
             unique_words, inverse = torch.unique(words, dim=0, return_inverse=True)
             token_unique = self.char_encoder(unique_words)
-            x_u = token_unique.unsqueeze(0).expand(2, -1, -1)
-            gates_u = self.bilm._input_gates(self.bilm.layers[0], x_u)
+            gates_u = self.bilm._input_gates(self.bilm.layers[0], [token_unique, token_unique])
             word_of = inverse  # real word index -> distinct word index
             fwd_w, bwd_w = word_of[layout.fwd_src], word_of[layout.bwd_src]
-            token_inputs = torch.stack([token_unique[fwd_w], token_unique[bwd_w]])
-            gates0 = torch.stack([gates_u[0][fwd_w], gates_u[1][bwd_w]])
+            token_inputs = [token_unique[fwd_w], token_unique[bwd_w]]
+            gates0 = [gates_u[0][fwd_w], gates_u[1][bwd_w]]
             layer_outs, h_n, c_n = self.bilm(gates0, token_inputs, layout.batch_sizes, h0s, c0s)
             token_real = token_unique[inverse]
         else:

@@ -1,0 +1,108 @@
+"""ElmoModel inference speed: tokens/s in eval/no-grad over batches of 32 real sentences, tokenizer included.
+
+Mirrors the reference measurement of ../shared/REFERENCE.md (AllenNLP 2.10.1 ``Elmo(options, weights, 1,
+dropout=0)`` on the bilm-tf fixture's news sentences, after one warm-up batch): random weights in the original HDF5
+layout are written by ../shared/tools/make_elmo_weights.py, converted, and timed. A token is a word of the input
+sentences (the boundary tokens the model adds are not counted).
+
+    python benchmarks/bench_elmo.py --size original --dtype float32 bfloat16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from hf_elmo import ElmoConfig, ElmoModel, ElmoTokenizer
+from hf_elmo.conversion.allennlp_elmo import load_elmo_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+ALLENNLP_TOKENS_PER_S = {"original": 347.0, "small": 804.0}  # REFERENCE.md, on the workplace's 2-core CPU
+
+
+def sentences() -> list[list[str]]:
+    """The bilm-tf fixture's 30 news sentences (~25 words), pre-tokenised."""
+    path = SHARED / "fixtures/elmo/bilm-tf/lm_embeddings_sentences.json"
+    if not path.is_file():
+        sys.exit(f"{path} not found: the benchmark uses the reference sentences from ../shared")
+    groups = json.loads(path.read_text())
+    return [s.split(" ") for group in groups for s in group]
+
+
+def weights(size: str, cache: Path) -> Path:
+    folder = cache / size
+    if not (folder / "weights.hdf5").is_file():
+        tool = SHARED / "tools/make_elmo_weights.py"
+        subprocess.run([sys.executable, str(tool), size, str(folder)], check=True)
+    return folder
+
+
+def load(size: str, dtype: torch.dtype, cache: Path) -> ElmoModel:
+    folder = weights(size, cache)
+    config = ElmoConfig.from_options_json(folder / "options.json")
+    model = ElmoModel(config)
+    load_elmo_weights(model, folder / "weights.hdf5")
+    if dtype != torch.float32:
+        saved = cache / f"{size}-hf"
+        if not (saved / "config.json").is_file():
+            model.save_pretrained(saved)
+        model = ElmoModel.from_pretrained(saved, dtype=dtype)
+    return model.eval()
+
+
+def run(size: str, dtype: torch.dtype, batches: int, batch_size: int, cache: Path) -> float:
+    model = load(size, dtype, cache)
+    tokenizer = ElmoTokenizer()
+    pool = sentences()
+    plan = [[pool[(b * batch_size + i) % len(pool)] for i in range(batch_size)] for b in range(batches + 1)]
+    with torch.inference_mode():
+        model(**tokenizer(plan[0], is_split_into_words=True, padding=True, return_tensors="pt"))  # warm-up
+        n_tokens = 0
+        start = time.perf_counter()
+        for batch in plan[1:]:
+            enc = tokenizer(batch, is_split_into_words=True, padding=True, return_tensors="pt")
+            model(**enc)
+            n_tokens += sum(len(s) for s in batch)
+        elapsed = time.perf_counter() - start
+    return n_tokens / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", choices=["small", "medium", "original"], default="original")
+    ap.add_argument("--dtype", nargs="+", choices=["float32", "bfloat16"], default=["float32", "bfloat16"])
+    ap.add_argument("--batches", type=int, default=5, help="timed batches after one warm-up batch")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "hf-elmo-bench")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    print(f"# ElmoModel {args.size}, batch {args.batch_size}, {args.batches} batches, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {cpu}")
+    reference = ALLENNLP_TOKENS_PER_S.get(args.size)
+    for name in args.dtype:
+        tps = run(args.size, getattr(torch, name), args.batches, args.batch_size, args.cache)
+        ratio = f"  ({tps / reference:.2f}x AllenNLP's {reference:.0f} tokens/s)" if reference else ""
+        print(f"{args.size:9s} {name:9s} {tps:8.0f} tokens/s{ratio}")
+
+
+if __name__ == "__main__":
+    main()
