@@ -1,16 +1,33 @@
-"""The ``hf-elmo`` command line."""
+"""The ``hf-elmo`` command line.
+
+This module only wires subcommands: each lives in its own module under ``hf_elmo.commands`` and exposes
+``add_parser(subparsers)``, which registers it and sets ``func``; adding a command is adding its module to
+``COMMANDS``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from .commands import convert, embed, run_guarded
+
+COMMANDS = (embed, convert)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hf-elmo", description="ELMo as a Hugging Face transformers model.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hf-elmo", description=__doc__)
-    parser.add_subparsers(dest="command", required=True)
-    parser.parse_args(argv)
-    return 0
+    """Runs ``hf-elmo``; returns the exit status (0, 1 for an error the user can fix, 2 for bad usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return run_guarded(args.func, args, f"{parser.prog} {args.command}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Reads the original ELMo weight files (bilm-tf / AllenNLP HDF5) into an [`ElmoModel`] state dict.
+"""Reads the original ELMo weight files (bilm-tf / AllenNLP HDF5) into an [`ElmoModel`] state dict, and converts an
+original checkpoint into a ``save_pretrained`` folder ready for the Hub (``convert_allennlp_elmo``).
 
 Every published size (small, medium, original, original 5.5B) shares one layout (../shared/REFERENCE.md): the
 expected dataset names and shapes follow from ``options.json``, and every one of them is checked before anything is
@@ -7,13 +8,24 @@ copied, so that a truncated, mismatched or foreign file fails with a message tha
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import transformers
+from transformers import AutoModel, AutoModelForPreTraining
 
+from ..auto import register
+from ..cards import render_elmo_card
+from ..hub import push_folder
 from ..models.elmo.configuration_elmo import ElmoConfig
+from ..models.elmo.modeling_elmo import ElmoForLanguageModeling, ElmoModel
+from ..models.elmo.tokenization_elmo import ElmoTokenizer
 
 
 class ElmoWeightsError(ValueError):
@@ -130,3 +142,200 @@ def load_elmo_weights(model: torch.nn.Module, weights_path: str | os.PathLike) -
         for name, value in state.items():
             own[name].copy_(value.to(own[name].dtype))
     elmo._packed_cache.clear()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Conversion to a save_pretrained folder
+# --------------------------------------------------------------------------------------------------------------------
+# The published sizes (../shared/REFERENCE.md): all 2 layers, the same character CNN, told apart by their dimensions.
+PUBLISHED_FILTERS = [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]]
+PUBLISHED_SIZES: dict[str, tuple[int, int, int]] = {  # name -> (lstm_dim, projection_dim, n_highway)
+    "small": (1024, 128, 1),
+    "medium": (2048, 256, 1),
+    "original": (4096, 512, 2),
+}
+# Sentences the saved folder is checked with after reloading: several lengths (so padding is exercised), punctuation
+# and multi-byte characters.
+VERIFY_SENTENCES = [
+    "The quick brown fox didn't jump over the lazy dog.",
+    "Zoë's café served crème brûlée (12.50 €) in Kraków!",
+    "ELMo",
+]
+# A reloaded folder runs the very same code on the very same weights: any difference beyond rounding is a bug.
+VERIFY_ATOL = 1e-6
+
+logger = logging.getLogger(__name__)
+
+
+class ConversionError(RuntimeError):
+    """The converted folder does not reproduce the converted model (a bug, not a problem with the input files)."""
+
+
+def published_size(config: ElmoConfig, weights_name: str | None = None) -> str:
+    """Which published ELMo ``config`` has the architecture of: ``"small"``, ``"medium"``, ``"original"``,
+    ``"original 5.5B"`` (the original's dimensions, told apart only by "5.5B" in the weight file's name) or
+    ``"custom"``."""
+    if (
+        config.n_layers != 2
+        or config.char_cnn_filters != PUBLISHED_FILTERS
+        or config.char_embedding_dim != 16
+        or config.max_characters_per_token != 50
+    ):
+        return "custom"
+    dims = (config.lstm_dim, config.projection_dim, config.n_highway)
+    for name, published in PUBLISHED_SIZES.items():
+        if dims == published:
+            if name == "original" and weights_name and "5.5b" in weights_name.lower():
+                return "original 5.5B"
+            return name
+    return "custom"
+
+
+def convert_allennlp_elmo(
+    options: str | os.PathLike,
+    weights: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    vocab: str | os.PathLike | None = None,
+    push_to_hub: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    model_name: str | None = None,
+) -> Path:
+    """Converts an original ELMo (``options.json`` + ``weights.hdf5``) into a ``save_pretrained`` folder.
+
+    The folder holds ``config.json`` (with an ``auto_map`` for every Auto class), ``model.safetensors``, the
+    tokenizer files, the model's code (so it loads with ``trust_remote_code=True`` where hf_elmo is not installed),
+    ``elmo_options.json`` (the original options, for provenance) and a model card ``README.md``. Without ``vocab``
+    the model is an [`ElmoModel`]; with one it is an [`ElmoForLanguageModeling`] whose softmax over the vocabulary
+    is freshly initialised (the original files do not hold it). The saved folder is reloaded and checked to give
+    the converted model's outputs before it is pushed to ``push_to_hub`` (a repository id) when one is given.
+
+    Raises:
+        FileNotFoundError: an input file is missing.
+        ElmoWeightsError: the weight file does not hold the weights the options describe.
+        ValueError: bad options, vocabulary or arguments, or a non-empty ``output_dir``.
+        ConversionError: the reloaded folder does not reproduce the model.
+    """
+    options, weights, output_dir = Path(options), Path(weights), Path(output_dir)
+    vocab = Path(vocab) if vocab is not None else None
+    if revision and not push_to_hub:
+        raise ValueError("a revision (branch) only applies when pushing: give push_to_hub too")
+    for path, what in ((options, "options"), (weights, "weight"), (vocab, "vocabulary")):
+        if path is not None and not path.is_file():
+            raise FileNotFoundError(f"ELMo {what} file not found: {path}")
+    _check_output_dir(output_dir)
+
+    register()
+    tokenizer = ElmoTokenizer(vocab_file=str(vocab)) if vocab is not None else ElmoTokenizer()
+    extra = {"vocab_size": tokenizer.vocab_size} if vocab is not None else {}
+    config = ElmoConfig.from_options_json(options, **extra)
+    model_class = ElmoForLanguageModeling if vocab is not None else ElmoModel
+    # A fixed seed: the only freshly initialised weights (the LM softmax) are then the same in every conversion.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = model_class(config)
+    load_elmo_weights(model, weights)  # validates every dataset before anything is written
+    model.eval()
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    # safetensors is the default format (transformers 4.x) and the only one (5.x), hence no safe_serialization=True,
+    # which transformers 5 no longer takes; the check below makes sure of it.
+    model.save_pretrained(output_dir)
+    if not (output_dir / "model.safetensors").is_file():
+        raise ConversionError(f"save_pretrained did not write {output_dir / 'model.safetensors'}")
+    tokenizer.save_pretrained(output_dir)
+    shutil.copyfile(options, output_dir / "elmo_options.json")
+
+    max_diff = verify_saved_folder(model, tokenizer, output_dir)
+    size = published_size(config, weights.name)
+    source = {
+        "options": options.name,
+        "weights": weights.name,
+        "weights_sha256": _sha256(weights),
+        "vocab": vocab.name if vocab is not None else None,
+    }
+    elmo = getattr(model, "elmo", model)
+    card = render_elmo_card(
+        config,
+        push_to_hub or str(output_dir),
+        source,
+        size,
+        model_name=model_name,
+        revision=revision,
+        num_parameters=sum(p.numel() for p in elmo.parameters()),
+        verified_max_abs_diff=max_diff,
+    )
+    card.save(output_dir / "README.md")
+
+    if push_to_hub:
+        url = push_folder(
+            output_dir,
+            push_to_hub,
+            private=private,
+            revision=revision,
+            commit_message=f"Add {size} ELMo converted from {weights.name} with hf-elmo",
+        )
+        logger.info("Pushed to %s", url)
+    return output_dir
+
+
+def verify_saved_folder(model: torch.nn.Module, tokenizer: Any, folder: str | os.PathLike) -> float:
+    """Reloads ``folder`` as users will (``AutoModel``, remote code allowed) and checks that it gives ``model``'s
+    outputs on ``VERIFY_SENTENCES``: every layer, the scalar mix and, for a language model, the logits.
+    Returns the largest absolute difference; raises [`ConversionError`] above ``VERIFY_ATOL``."""
+    inputs = tokenizer(VERIFY_SENTENCES, padding=True, return_tensors="pt")
+    elmo = getattr(model, "elmo", model)
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # an LM folder read as AutoModel reports its unused softmax
+    try:
+        reloaded = {"AutoModel": AutoModel.from_pretrained(folder, trust_remote_code=True).eval()}
+        if elmo is not model:
+            reloaded["AutoModelForPreTraining"] = AutoModelForPreTraining.from_pretrained(
+                folder, trust_remote_code=True
+            ).eval()
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+
+    worst = 0.0
+    with torch.no_grad():
+        want = elmo(**inputs)
+        for auto_name, loaded in reloaded.items():
+            got = loaded(**inputs)
+            if auto_name == "AutoModel":
+                pairs = [("last_hidden_state", got.last_hidden_state, want.last_hidden_state)]
+                layers = zip(got.hidden_states, want.hidden_states)
+                pairs += [(f"hidden_states[{i}]", g, w) for i, (g, w) in enumerate(layers)]
+            else:
+                pairs = [("logits", got.logits, model(**inputs).logits)]
+            for what, g, w in pairs:
+                if g.shape != w.shape:
+                    raise ConversionError(
+                        f"{folder} reloaded with {auto_name}: {what} has shape {tuple(g.shape)}, "
+                        f"expected {tuple(w.shape)}"
+                    )
+                diff = float((g - w).abs().max()) if g.numel() else 0.0
+                if not diff <= VERIFY_ATOL:
+                    raise ConversionError(
+                        f"{folder} reloaded with {auto_name} differs from the converted model: {what} max abs "
+                        f"difference {diff:.3g} > {VERIFY_ATOL}"
+                    )
+                worst = max(worst, diff)
+    return worst
+
+
+def _check_output_dir(output_dir: Path) -> None:
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"output path exists and is not a directory: {output_dir}")
+    if output_dir.is_dir() and any(output_dir.iterdir()):
+        raise ValueError(
+            f"output directory {output_dir} is not empty: give a new or empty directory (stale files would be "
+            "mixed into the converted checkpoint)"
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

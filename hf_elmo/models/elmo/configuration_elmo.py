@@ -14,6 +14,18 @@ from transformers import PretrainedConfig
 
 _DEFAULT_FILTERS = [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]]
 
+# Every Auto class a saved ELMo folder can be loaded with as remote code (``trust_remote_code=True``). When a model is
+# saved, ``save_pretrained`` records only the saved class's own Auto class (and copies the code of all of them); the
+# others are added here, so that e.g. a saved biLM loads with ``AutoModelForTokenClassification`` for fine-tuning in
+# a process where hf_elmo is not installed. ``AutoModelForPreTraining`` (the LM head) needs a word vocabulary.
+REMOTE_CODE_AUTO_MAP = {
+    "AutoConfig": "configuration_elmo.ElmoConfig",
+    "AutoModel": "modeling_elmo.ElmoModel",
+    "AutoModelForPreTraining": "modeling_elmo.ElmoForLanguageModeling",
+    "AutoModelForSequenceClassification": "modeling_elmo.ElmoForSequenceClassification",
+    "AutoModelForTokenClassification": "modeling_elmo.ElmoForTokenClassification",
+}
+
 
 class ElmoConfig(PretrainedConfig):
     """Configuration for [`ElmoModel`] and its heads.
@@ -68,7 +80,25 @@ class ElmoConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         **kwargs: Any,
     ) -> None:
-        filters = [list(map(int, f)) for f in (char_cnn_filters or _DEFAULT_FILTERS)]
+        def as_int(name: str, value: Any) -> int:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be an integer, got {value!r}") from None
+
+        n_highway, char_embedding_dim, n_characters = (
+            as_int("n_highway", n_highway), as_int("char_embedding_dim", char_embedding_dim),
+            as_int("n_characters", n_characters))
+        max_characters_per_token = as_int("max_characters_per_token", max_characters_per_token)
+        lstm_dim, projection_dim, n_layers = (
+            as_int("lstm_dim", lstm_dim), as_int("projection_dim", projection_dim), as_int("n_layers", n_layers))
+        num_output_representations = as_int("num_output_representations", num_output_representations)
+        try:
+            filters = [list(map(int, f)) for f in (char_cnn_filters or _DEFAULT_FILTERS)]
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"char_cnn_filters must be [[width, n_filters], ...] with positive values, got {char_cnn_filters!r}"
+            ) from None
         if any(len(f) != 2 or f[0] < 1 or f[1] < 1 for f in filters):
             raise ValueError(f"char_cnn_filters must be [[width, n_filters], ...] with positive values, got {filters}")
         if max(f[0] for f in filters) > max_characters_per_token:
@@ -123,6 +153,19 @@ class ElmoConfig(PretrainedConfig):
     def num_hidden_layers(self) -> int:
         return self.n_layers
 
+    def to_dict(self) -> dict[str, Any]:
+        """As ``PretrainedConfig.to_dict``; once an ``auto_map`` is set (``save_pretrained`` of a model or config
+        registered for remote code sets it), it is completed with every ELMo Auto class (``REMOTE_CODE_AUTO_MAP``)."""
+        output = super().to_dict()
+        if output.get("auto_map"):
+            defaults = {
+                name: ref
+                for name, ref in REMOTE_CODE_AUTO_MAP.items()
+                if name != "AutoModelForPreTraining" or self.vocab_size > 0
+            }
+            output["auto_map"] = {**defaults, **output["auto_map"]}
+        return output
+
     @classmethod
     def from_options_json(cls, path: str | os.PathLike, **kwargs: Any) -> "ElmoConfig":
         """Reads the original bilm-tf/AllenNLP ``options.json``; ``kwargs`` override or add fields."""
@@ -144,16 +187,23 @@ class ElmoConfig(PretrainedConfig):
                 raise ValueError(f"{source}: missing '{where}{key}'")
             return section[key]
 
-        char_cnn = need(options, "char_cnn", "")
-        lstm = need(options, "lstm", "")
+        def need_section(section: dict, key: str, where: str) -> dict:
+            value = need(section, key, where)
+            if not isinstance(value, dict):
+                raise ValueError(f"{source}: '{where}{key}' must be an object, got {type(value).__name__}")
+            return value
+
+        char_cnn = need_section(options, "char_cnn", "")
+        lstm = need_section(options, "lstm", "")
         fields = dict(
             char_cnn_filters=need(char_cnn, "filters", "char_cnn."),
             n_highway=need(char_cnn, "n_highway", "char_cnn."),
-            char_embedding_dim=need(need(char_cnn, "embedding", "char_cnn."), "dim", "char_cnn.embedding."),
+            char_embedding_dim=need(need_section(char_cnn, "embedding", "char_cnn."), "dim", "char_cnn.embedding."),
             n_characters=char_cnn.get("n_characters", 262),
             max_characters_per_token=char_cnn.get("max_characters_per_token", 50),
             activation=char_cnn.get("activation", "relu"),
-            lstm_dim=need(lstm, "dim", "lstm.") if "dim" in lstm else need(lstm, "lstm_dim", "lstm."),
+            # bilm-tf writes "dim"; "lstm_dim" is accepted as an alias
+            lstm_dim=lstm["lstm_dim"] if "dim" not in lstm and "lstm_dim" in lstm else need(lstm, "dim", "lstm."),
             projection_dim=need(lstm, "projection_dim", "lstm."),
             n_layers=need(lstm, "n_layers", "lstm."),
             cell_clip=lstm.get("cell_clip"),
@@ -163,7 +213,10 @@ class ElmoConfig(PretrainedConfig):
         if "n_tokens_vocab" in options and "vocab_size" not in kwargs:
             fields["vocab_size"] = 0  # the published files hold no softmax; the LM head is sized by --vocab
         fields.update(kwargs)
-        return cls(**fields)
+        try:
+            return cls(**fields)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{source}: invalid ELMo options: {e}") from e
 
     def to_options_dict(self) -> dict:
         """The original ``options.json`` layout of this configuration."""

@@ -332,7 +332,10 @@ class ElmoScalarMix(nn.Module):
     def __init__(self, n_representations: int, do_layer_norm: bool, initial: list[float] | None = None,
                  trainable: bool = True) -> None:
         super().__init__()
-        init = torch.tensor(initial if initial is not None else [0.0] * n_representations, dtype=torch.float32)
+        # the default dtype, so that from_pretrained(..., dtype=torch.bfloat16) casts these too (the mix weights are
+        # soft-maxed in float32 in forward whatever their dtype)
+        init = torch.tensor(initial if initial is not None else [0.0] * n_representations,
+                            dtype=torch.get_default_dtype())
         self.scalar_parameters = nn.Parameter(init, requires_grad=trainable)
         self.gamma = nn.Parameter(torch.ones(1), requires_grad=trainable)
         self.do_layer_norm = do_layer_norm
@@ -497,6 +500,11 @@ class ElmoModel(ElmoPreTrainedModel):
         if not (isinstance(state, (tuple, list)) and len(state) == 2):
             raise TypeError("state must be the (h, c) pair that a call with use_cache=True returned")
         h, c = state
+        if not (isinstance(h, torch.Tensor) and isinstance(c, torch.Tensor)):
+            raise TypeError(
+                "state must be the (h, c) pair that a call with use_cache=True returned: two tensors, got "
+                f"({type(h).__name__}, {type(c).__name__})"
+            )
         want_h = (cfg.n_layers, 2, batch, cfg.projection_dim)
         want_c = (cfg.n_layers, 2, batch, cfg.lstm_dim)
         if tuple(h.shape) != want_h or tuple(c.shape) != want_c:

@@ -35,9 +35,8 @@ _NONBREAKING_BEFORE_NUMBER = frozenset({"No", "Nos", "Art", "pp", "p", "Nr", "Vo
 _CLITICS = re.compile(r"^'(?:s|t|re|ve|ll|d|m)$", re.IGNORECASE)
 _LETTER = r"[^\W\d_]"
 _SEPARATE = re.compile(r"([^\w\s.,'`\-])")  # every symbol but . , ' ` - stands alone
-_ELLIPSIS = re.compile(r"\.{2,}")
+_PROTECTED = re.compile(r"(\.{2,}|-{2,})")  # ellipses and dash runs are words of their own, never split further
 _COMMA_NOT_IN_NUMBER = re.compile(r"(?<!\d),|,(?!\d)")
-_DASHES = re.compile(r"(-{2,})")
 _APOSTROPHE_CONTRACTION = re.compile(rf"({_LETTER})'({_LETTER})")
 _APOSTROPHE_YEAR = re.compile(r"(\d)'(s)\b")
 _APOSTROPHE_OTHER = re.compile(rf"(?<!{_LETTER})'|'(?!{_LETTER})")
@@ -52,27 +51,20 @@ def split_words(text: str) -> list[str]:
     if not text:
         return []
     text = unicodedata.normalize("NFC", _CONTROL.sub(" ", text))
-    protected: list[str] = []
-
-    def protect(match: re.Match) -> str:
-        protected.append(match.group(0))
-        return f" \uE000{len(protected) - 1}\uE001 "
-
-    text = _ELLIPSIS.sub(protect, text)
-    text = _DASHES.sub(protect, text)
-    text = _SEPARATE.sub(r" \1 ", text)
-    text = _COMMA_NOT_IN_NUMBER.sub(" , ", text)
-    text = _APOSTROPHE_CONTRACTION.sub(r"\1 '\2", text)
-    text = _APOSTROPHE_YEAR.sub(r"\1 '\2", text)
+    # Ellipses ("...") and dash runs ("--") stand alone and are not split further; the text between them is split
+    # by the rules below. (Splitting around them, rather than swapping in placeholder characters, keeps any input
+    # character from being mistaken for a placeholder.)
     words: list[str] = []
-    for chunk in text.split():
-        if _CLITICS.match(chunk):
-            words.append(chunk)
-            continue
-        words.extend(_APOSTROPHE_OTHER.sub(" ' ", chunk).split())
+    protected: set[int] = set()
+    for k, piece in enumerate(_PROTECTED.split(text)):
+        if k % 2:
+            protected.add(len(words))
+            words.append(piece)
+        else:
+            words.extend(_split_plain(piece))
     out: list[str] = []
     for i, word in enumerate(words):
-        if len(word) > 1 and word.endswith(".") and not word.startswith("\uE000"):
+        if i not in protected and len(word) > 1 and word.endswith("."):
             stem = word[:-1]
             nxt = words[i + 1] if i + 1 < len(words) else ""
             is_last = i == len(words) - 1
@@ -87,7 +79,22 @@ def split_words(text: str) -> list[str]:
                 out.extend((stem, "."))
                 continue
         out.append(word)
-    return [protected[int(w[1:-1])] if w.startswith("\uE000") else w for w in out]
+    return out
+
+
+def _split_plain(text: str) -> list[str]:
+    """The symbol, comma and apostrophe rules of ``split_words`` on text without ellipses or dash runs."""
+    text = _SEPARATE.sub(r" \1 ", text)
+    text = _COMMA_NOT_IN_NUMBER.sub(" , ", text)
+    text = _APOSTROPHE_CONTRACTION.sub(r"\1 '\2", text)
+    text = _APOSTROPHE_YEAR.sub(r"\1 '\2", text)
+    words: list[str] = []
+    for chunk in text.split():
+        if _CLITICS.match(chunk):
+            words.append(chunk)
+            continue
+        words.extend(_APOSTROPHE_OTHER.sub(" ' ", chunk).split())
+    return words
 
 
 def word_to_char_ids(word: str, max_characters_per_token: int = 50) -> list[int]:
@@ -164,8 +171,10 @@ class ElmoTokenizer(PreTrainedTokenizer):
         self.vocab: dict[str, int] = {}
         for w in words:
             self.vocab.setdefault(w, len(self.vocab))
+        # from_pretrained hands the special tokens over as AddedToken objects: the vocabulary is keyed by their text
         for special in (bos_token, eos_token, unk_token):
-            self.vocab.setdefault(special, len(self.vocab))
+            self.vocab.setdefault(str(special), len(self.vocab))
+        self._unk_word = str(unk_token)
         self.ids_to_tokens = {i: w for w, i in self.vocab.items()}
         self._char_cache: dict[str, np.ndarray] = {}
         super().__init__(
@@ -208,10 +217,10 @@ class ElmoTokenizer(PreTrainedTokenizer):
         return self._tokenize(text)
 
     def _convert_token_to_id(self, token: str) -> int:
-        return self.vocab.get(token, self.vocab[self.UNK_WORD])
+        return self.vocab.get(str(token), self.vocab[self._unk_word])
 
     def _convert_id_to_token(self, index: int) -> str:
-        return self.ids_to_tokens.get(index, self.UNK_WORD)
+        return self.ids_to_tokens.get(index, self._unk_word)
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         return " ".join(tokens)

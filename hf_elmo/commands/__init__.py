@@ -1,0 +1,64 @@
+"""The subcommands of the ``hf-elmo`` command line, one module each.
+
+Every command module exposes ``add_parser(subparsers)``, which adds its subcommand to ``hf-elmo`` and sets the
+parser's ``func`` default to a ``run(args) -> int`` function; ``hf_elmo.cli`` only wires the modules listed there.
+This module holds what they share: turning the errors a user can fix into one-line messages, and showing the
+package's progress log lines on the console while a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from typing import Callable, Iterator
+
+from ..conversion.allennlp_elmo import ConversionError, ElmoWeightsError
+
+# Errors that come from the user's input or environment (missing or malformed files, bad arguments, an unreachable
+# model, an unwritable output): reported as one line, without a traceback. ElmoWeightsError is a ValueError; it is
+# listed for the reader.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    FileNotFoundError,
+    ElmoWeightsError,
+    ValueError,
+    ConversionError,
+    OSError,
+)
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line: a multi-line message (e.g. ElmoWeightsError's list of bad datasets) is
+    joined with "; ", dropping the list markers."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    head, rest = lines[0], [line.removeprefix("- ").strip() for line in lines[1:]]
+    return f"{head} {'; '.join(rest)}" if rest else head
+
+
+def run_guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namespace, prog: str) -> int:
+    """Runs a command; a user error becomes ``prog: error: <one line>`` on stderr and exit status 1."""
+    try:
+        return func(args)
+    except USER_ERRORS as error:
+        print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
+        return 1
+
+
+@contextlib.contextmanager
+def console_logging(level: int = logging.INFO) -> Iterator[None]:
+    """Shows hf_elmo's log records (e.g. "Pushed to <url>") as plain lines on stdout while the block runs, and
+    leaves the logging configuration as it was afterwards (commands also run inside other programs and tests)."""
+    logger = logging.getLogger("hf_elmo")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)

@@ -1,0 +1,68 @@
+"""``hf-elmo convert-elmo``: an original ELMo (options.json + weights.hdf5 [+ vocabulary]) → a transformers folder.
+
+The same arguments serve ``conversion/convert_allennlp_elmo.py`` (through ``main``), so both entry points call
+``convert_allennlp_elmo`` the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from . import console_logging, run_guarded
+
+NAME = "convert-elmo"
+HELP = "convert an original ELMo (bilm-tf / AllenNLP options.json + weights.hdf5) into a transformers folder"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The conversion's arguments (shared by the subcommand and the standalone script)."""
+    parser.add_argument("--options", type=Path, required=True, help="the original options.json")
+    parser.add_argument("--weights", type=Path, required=True, help="the original weights (HDF5)")
+    parser.add_argument("--output", type=Path, required=True, help="folder to write (new or empty)")
+    parser.add_argument(
+        "--vocab",
+        type=Path,
+        help="word vocabulary, one word per line: converts to ElmoForLanguageModeling with a freshly initialised "
+        "softmax over it (default: ElmoModel, no vocabulary needed)",
+    )
+    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload the folder to this Hub repository")
+    parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
+    parser.add_argument("--revision", metavar="REV", help="Hub branch to push to (created when missing)")
+    parser.add_argument("--model-name", help="title of the model card (default: ELMo (<size>))")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(NAME, help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..conversion.allennlp_elmo import convert_allennlp_elmo
+
+    if args.revision and not args.push_to_hub:
+        raise ValueError("--revision only applies with --push-to-hub")
+    with console_logging():
+        output = convert_allennlp_elmo(
+            options=args.options,
+            weights=args.weights,
+            output_dir=args.output,
+            vocab=args.vocab,
+            push_to_hub=args.push_to_hub,
+            private=args.private,
+            revision=args.revision,
+            model_name=args.model_name,
+        )
+    print(f"Wrote the converted ELMo to {output}")
+    return 0
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Standalone entry point (the conversion script): parses ``argv`` and converts; returns the exit status."""
+    parser = argparse.ArgumentParser(prog=prog, description=HELP[0].upper() + HELP[1:] + ".")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return run_guarded(run, args, parser.prog)

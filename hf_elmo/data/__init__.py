@@ -1,0 +1,1 @@
+"""Data utilities that are not part of any model definition (corpora, batching)."""

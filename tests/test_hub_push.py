@@ -1,0 +1,157 @@
+"""Pushing a converted folder to the Hub: one commit holding exactly the folder's files.
+
+Nothing leaves the machine: the HfApi methods that push_folder calls are replaced on the class, every call is
+recorded, and the methods that would upload by another route fail the test if they are reached.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import huggingface_hub
+import pytest
+from huggingface_hub import CommitOperationAdd, ModelCard
+
+from hf_elmo.conversion.allennlp_elmo import convert_allennlp_elmo
+from hf_elmo.hub import push_folder
+from conftest import CONVERTED_ELMO_FILES
+
+FIXTURE = Path(__file__).resolve().parents[1].parent / "shared/fixtures/elmo/bilm-tf"
+
+pytestmark = pytest.mark.skipif(
+    not (FIXTURE / "lm_weights.hdf5").is_file(),
+    reason=f"the bilm-tf ELMo fixture is not at {FIXTURE} (../shared is not part of a fresh clone)",
+)
+
+# What a converted folder holds, and so what one push commits: the weights, the config, the tokenizer, the model's
+# code (remote code), the card and the original options.
+CONVERTED_FILES = set(CONVERTED_ELMO_FILES)
+COMMIT_URL = "https://huggingface.co/user/elmo-test/commit/0123abc"
+
+
+class FakeHub:
+    """Stands in for the Hub behind HfApi: records each call with the token of the HfApi it was made through."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+    def only(self, name: str) -> dict:
+        found = [kwargs for n, kwargs in self.calls if n == name]
+        assert len(found) == 1, f"{name} called {len(found)} times: {self.calls}"
+        return found[0]
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> FakeHub:
+    fake = FakeHub()
+
+    def create_repo(self, repo_id, **kwargs):
+        fake.calls.append(("create_repo", {"repo_id": repo_id, "token": self.token, **kwargs}))
+        return SimpleNamespace(repo_id=repo_id, url=f"https://huggingface.co/{repo_id}")
+
+    def create_branch(self, repo_id, **kwargs):
+        fake.calls.append(("create_branch", {"repo_id": repo_id, "token": self.token, **kwargs}))
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        operations = list(operations)
+        # Read the files now, as the real upload would: the folder may be a temporary one.
+        contents = {op.path_in_repo: Path(op.path_or_fileobj).read_bytes() for op in operations}
+        fake.calls.append(("create_commit", {"repo_id": repo_id, "operations": operations, "contents": contents,
+                                             "token": self.token, **kwargs}))
+        return SimpleNamespace(commit_url=COMMIT_URL, oid="0123abc")
+
+    def forbidden(self, *args, **kwargs):
+        raise AssertionError("push_folder must upload through one create_commit only")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_branch", create_branch)
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_commit", create_commit)
+    for name in ("upload_folder", "upload_file", "upload_large_folder", "preupload_lfs_files"):
+        if hasattr(huggingface_hub.HfApi, name):  # not every huggingface_hub version has them all
+            monkeypatch.setattr(huggingface_hub.HfApi, name, forbidden)
+    return fake
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("hub") / "elmo"
+    return convert_allennlp_elmo(FIXTURE / "options.json", FIXTURE / "lm_weights.hdf5", out)
+
+
+def test_push_folder_is_one_commit_of_exactly_the_folder(hub: FakeHub, converted: Path) -> None:
+    url = push_folder(converted, "user/elmo-test", token="hf_test_token")
+    assert url == COMMIT_URL
+    assert hub.names() == ["create_repo", "create_commit"]  # no branch without a revision
+    repo = hub.only("create_repo")
+    assert repo["repo_id"] == "user/elmo-test" and repo["private"] is False and repo["exist_ok"] is True
+    assert repo["token"] == "hf_test_token"
+    commit = hub.only("create_commit")
+    assert commit["repo_id"] == "user/elmo-test" and commit["revision"] is None and commit["token"] == "hf_test_token"
+    assert commit["commit_message"]
+    assert all(isinstance(op, CommitOperationAdd) for op in commit["operations"])
+    paths = [op.path_in_repo for op in commit["operations"]]
+    assert len(paths) == len(set(paths))
+    assert set(paths) == CONVERTED_FILES
+    for path, data in commit["contents"].items():
+        assert data == (converted / path).read_bytes(), path
+
+
+def test_push_folder_to_a_branch_of_a_private_repo(hub: FakeHub, converted: Path) -> None:
+    push_folder(converted, "user/elmo-test", private=True, revision="v1", commit_message="Add ELMo")
+    assert hub.names() == ["create_repo", "create_branch", "create_commit"]
+    assert hub.only("create_repo")["private"] is True
+    branch = hub.only("create_branch")
+    assert branch["repo_id"] == "user/elmo-test" and branch["branch"] == "v1" and branch["exist_ok"] is True
+    commit = hub.only("create_commit")
+    assert commit["revision"] == "v1" and commit["commit_message"] == "Add ELMo"
+
+
+def test_push_folder_leaves_out_hidden_files_and_caches(hub: FakeHub, converted: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(converted, folder)
+    (folder / ".cache/huggingface").mkdir(parents=True)
+    (folder / ".cache/huggingface/upload.lock").write_text("x")
+    (folder / "__pycache__").mkdir()
+    (folder / "__pycache__/modeling_elmo.cpython-311.pyc").write_bytes(b"\0")
+    (folder / ".DS_Store").write_bytes(b"\0")
+    (folder / "extra").mkdir()
+    (folder / "extra/notes.txt").write_text("kept, with its folder")
+    push_folder(folder, "user/elmo-test")
+    paths = {op.path_in_repo for op in hub.only("create_commit")["operations"]}
+    assert paths == CONVERTED_FILES | {"extra/notes.txt"}
+
+
+def test_push_folder_errors(hub: FakeHub, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="folder to push not found"):
+        push_folder(tmp_path / "missing", "user/elmo-test")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no files"):
+        push_folder(tmp_path / "empty", "user/elmo-test")
+    assert hub.calls == []
+
+
+def test_convert_with_push_to_hub(hub: FakeHub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`hf-elmo convert-elmo --push-to-hub` converts, then pushes the finished folder in one commit; the card's
+    snippet then loads the Hub repository (and the branch) rather than the local folder."""
+    from hf_elmo.cli import main
+
+    out = tmp_path / "elmo"
+    code = main(["convert-elmo", "--options", str(FIXTURE / "options.json"), "--weights",
+                 str(FIXTURE / "lm_weights.hdf5"), "--output", str(out), "--push-to-hub", "user/elmo-test",
+                 "--private", "--revision", "v1"])
+    assert code == 0
+    stdout = capsys.readouterr().out
+    assert f"Pushed to {COMMIT_URL}" in stdout and f"Wrote the converted ELMo to {out}" in stdout
+    assert hub.names() == ["create_repo", "create_branch", "create_commit"]
+    assert hub.only("create_repo")["private"] is True
+    commit = hub.only("create_commit")
+    assert commit["revision"] == "v1"
+    assert set(commit["contents"]) == CONVERTED_FILES
+    card = ModelCard(commit["contents"]["README.md"].decode("utf-8"))
+    assert '"user/elmo-test"' in card.text and "revision='v1'" in card.text
+    assert card.data.library_name == "transformers"
