@@ -68,6 +68,10 @@ def test_language_model_trains_with_trainer(lm_data, tmp_path, samples, margin):
     with torch.no_grad():
         out = model(**batch)
     after = out.loss.item()
+    # The fast inference path (pre-packed weights, no grad) must see the trained weights: the Trainer's fused AdamW
+    # updates parameters without bumping their version counters.
+    reference = model(**batch).loss.item()  # grad enabled: the plain differentiable path
+    assert abs(after - reference) < 1e-5, f"inference path {after} vs differentiable path {reference}"
     # evaluation always uses the full softmax, over both directions
     assert out.logits.shape == (*batch["labels"].shape, 2, tok.vocab_size)
     assert after < before - margin, f"LM loss went from {before:.3f} to {after:.3f} only"

@@ -62,22 +62,41 @@ class PackedLinearCache:
     """Keeps oneDNN-reordered copies of weights for inference on CPU.
 
     A reordered ("pre-packed") weight lets oneDNN skip re-packing the matrix at every call, which dominates at the
-    small row counts of a recurrence. The copy is rebuilt whenever the weight changes (its version counter, storage
-    or dtype), so training, ``load_state_dict`` and ``.to(dtype)`` are always seen.
+    small row counts of a recurrence. The cache is only used in eval mode and is emptied at every switch between
+    train and eval mode and on ``.to()``: a fused optimizer step (the Trainer's default) updates parameters without
+    bumping their version counters, so the counters alone cannot be trusted across training. Within eval mode an
+    entry is also rebuilt when the weight's version counter, storage or dtype changes (``load_state_dict``,
+    in-place edits).
     """
 
     def __init__(self) -> None:
+        self.enabled = True  # False in train mode (set by ElmoModel.train)
         # keyed by the weight's storage address, shape and dtype (a view such as ``param[d]`` gets a new Python
         # object at every indexing, its address does not); the weak reference and the version counter (shared by a
         # parameter and its views) tell whether the entry still describes the same, unchanged tensor.
         self._entries: dict[tuple, tuple[weakref.ref, int, torch.Tensor]] = {}
 
+        self._derived: dict[str, tuple[tuple, Any]] = {}
+
     def clear(self) -> None:
         self._entries.clear()
+        self._derived.clear()
+
+    def derived(self, name: str, sources: list[torch.Tensor], build: Any) -> Any:
+        """A value computed from ``sources`` by ``build()`` (e.g. a fused weight), kept until a source changes or the
+        cache is cleared."""
+        key = tuple((t.data_ptr(), -1 if t.is_inference() else t._version, t.dtype) for t in sources)
+        entry = self._derived.get(name)
+        if entry is None or entry[0] != key:
+            with torch.no_grad():
+                entry = (key, build())
+            self._derived[name] = entry
+        return entry[1]
 
     def usable(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
         return (
-            _MKLDNN
+            self.enabled
+            and _MKLDNN
             and x.device.type == "cpu"
             and weight.device.type == "cpu"
             and x.dtype == weight.dtype
@@ -92,11 +111,12 @@ class PackedLinearCache:
             return F.linear(x, weight, bias)
         owner = weight._base if weight._base is not None else weight
         key = (weight.data_ptr(), tuple(weight.shape), tuple(weight.stride()), weight.dtype)
+        version = -1 if weight.is_inference() else weight._version  # inference tensors keep no version counter
         entry = self._entries.get(key)
-        if entry is None or entry[0]() is not owner or entry[1] != weight._version:
+        if entry is None or entry[0]() is not owner or entry[1] != version:
             with torch.no_grad():
                 packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), 32)
-            entry = (weakref.ref(owner), weight._version, packed)
+            entry = (weakref.ref(owner), version, packed)
             self._entries[key] = entry
         lead = x.shape[:-1]
         out = torch.ops.mkldnn._linear_pointwise(
@@ -128,10 +148,55 @@ class ElmoCharacterEncoder(nn.Module):
         self.projection = nn.Linear(n_filters, config.projection_dim) if n_filters != config.projection_dim else None
         self.activation = torch.relu if config.activation == "relu" else torch.tanh
 
+
+    # Words per chunk of the fused convolution: its (chunk · chars, 2048) output then stays in the CPU's cache.
+    FUSED_CONV_CHUNK = 32
+
+    def _fused_conv_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All filters as one matrix over windows of the widest filter: filter ``k`` of width ``w`` fills the first
+        ``w`` character slots of its rows, zeros the rest. Rebuilt when any convolution parameter changes."""
+        params = [p for conv in self.convolutions for p in (conv.weight, conv.bias)]
+
+        def build() -> tuple[torch.Tensor, torch.Tensor]:
+            widest = max(w for w, _ in self.config.char_cnn_filters)
+            emb = self.config.char_embedding_dim
+            rows = []
+            for conv in self.convolutions:
+                w = conv.weight.detach().permute(0, 2, 1)  # (n, width, emb)
+                rows.append(F.pad(w, (0, 0, 0, widest - w.shape[1])))
+            weight = torch.cat(rows).reshape(-1, widest * emb).contiguous()
+            return weight, torch.cat([conv.bias.detach() for conv in self.convolutions])
+
+        return self._cache.derived("fused_conv", params, build)
+
+    def _pooled_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference path: the convolutions as one pre-packed matrix product over character windows (2-3x faster
+        than seven convolutions on CPU), max-pooled per filter over its own valid positions only."""
+        weight, bias = self._fused_conv_weight()
+        filters = self.config.char_cnn_filters
+        widest = max(w for w, _ in filters)
+        n_chars = x.shape[1]
+        x = F.pad(x, (0, 0, 0, widest - 1))  # zero columns so that every position has a full window
+        outputs = []
+        for start in range(0, x.shape[0], self.FUSED_CONV_CHUNK):
+            chunk = x[start : start + self.FUSED_CONV_CHUNK]
+            windows = chunk.unfold(1, widest, 1).transpose(2, 3).reshape(-1, weight.shape[1])
+            y = self._cache.linear(windows, weight, bias).view(chunk.shape[0], n_chars, -1)
+            parts, offset = [], 0
+            for width, n in filters:  # a filter of width w has n_chars - w + 1 real positions
+                parts.append(y[:, : n_chars - width + 1, offset : offset + n].amax(dim=1))
+                offset += n
+            outputs.append(torch.cat(parts, dim=-1))
+        return torch.cat(outputs)
+
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         """``char_ids`` (words, max_characters_per_token) → token representations (words, projection_dim)."""
-        x = self.char_embedding(char_ids).transpose(1, 2)  # (words, emb, chars)
-        pooled = [conv(x).amax(dim=-1) for conv in self.convolutions]
+        x = self.char_embedding(char_ids)  # (words, chars, emb)
+        if self._cache.usable(x, self.convolutions[0].weight):
+            pooled = [self._pooled_fused(x)]
+        else:
+            x = x.transpose(1, 2)  # (words, emb, chars)
+            pooled = [conv(x).amax(dim=-1) for conv in self.convolutions]
         h = self.activation(torch.cat(pooled, dim=-1))
         n = h.shape[-1]
         for highway in self.highways:
@@ -468,6 +533,7 @@ class ElmoModel(ElmoPreTrainedModel):
     def __init__(self, config: ElmoConfig) -> None:
         super().__init__(config)
         self._packed_cache = PackedLinearCache()
+        self._packed_cache.enabled = not self.training
         self.char_encoder = ElmoCharacterEncoder(config, self._packed_cache)
         self.bilm = ElmoBiLm(config, self._packed_cache)
         self.scalar_mixes = nn.ModuleList(
@@ -479,6 +545,12 @@ class ElmoModel(ElmoPreTrainedModel):
 
     def get_input_embeddings(self) -> nn.Module:
         return self.char_encoder.char_embedding
+
+    def train(self, mode: bool = True) -> "ElmoModel":
+        # see PackedLinearCache: pre-packed weights are only trusted in eval mode
+        self._packed_cache.clear()
+        self._packed_cache.enabled = not mode
+        return super().train(mode)
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> "ElmoModel":
         self._packed_cache.clear()
