@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .commands import convert, embed, run_guarded
+from .commands import convert, embed, quickstart, run_guarded
 
-COMMANDS = (embed, convert)
+COMMANDS = (embed, convert, quickstart)
 
 
 def build_parser() -> argparse.ArgumentParser:

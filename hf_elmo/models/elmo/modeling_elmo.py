@@ -477,6 +477,9 @@ class ElmoPreTrainedModel(PreTrainedModel):
     _no_split_modules: list[str] = []
     # The heads return a mean loss; the Trainer then handles gradient accumulation itself.
     accepts_loss_kwargs = False
+    # A pretrained LM checkpoint's softmax is not part of the biLM: loading one into ElmoModel or a task head drops it
+    # silently (the task head itself is reported as newly initialised, as usual).
+    _keys_to_ignore_on_load_unexpected = [r"softmax\.(weight|bias)$"]
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
