@@ -125,6 +125,14 @@ class PackedLinearCache:
         return out.reshape(*lead, out.shape[-1])
 
 
+def _scan(step: Any, init: Any, xs: Any) -> tuple[Any, torch.Tensor]:
+    """torch's ``scan`` higher-order op (exported to ONNX as a ``Scan`` loop): ``step(carry, x_t) -> (carry, y_t)``
+    over the leading axis of ``xs``; returns the final carry and the stacked ``y``."""
+    from torch._higher_order_ops.scan import scan
+
+    return scan(step, init, xs)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Character encoder
 # --------------------------------------------------------------------------------------------------------------------
@@ -367,6 +375,27 @@ class ElmoBiLm(nn.Module):
         outs = [torch.cat(o, dim=0) if o else gates_x[0].new_zeros(0, cfg.projection_dim) for o in outputs]
         return outs, h, c
 
+    def masked_step(self, layer: ElmoLstmLayer) -> Any:
+        """The step function of the traceable recurrence: carry ``(h (2, B, P), c (2, B, H))``, input ``(gates
+        (2, B, 4H), mask (2, B))``; rows whose mask is off keep their state and output zeros."""
+        cfg = self.config
+        w_hh, w_proj = layer.weight_hh.transpose(1, 2), layer.weight_proj.transpose(1, 2)
+
+        def step(carry: tuple[torch.Tensor, torch.Tensor], inputs: tuple[torch.Tensor, torch.Tensor]):
+            h, c = carry
+            gates, keep = inputs
+            gates = gates + torch.bmm(h, w_hh)
+            c_new, m = self._cell_update(gates, c)
+            h_new = torch.bmm(m.to(h.dtype), w_proj)
+            if cfg.proj_clip:
+                h_new = h_new.clamp(-cfg.proj_clip, cfg.proj_clip)
+            keep = keep.unsqueeze(-1)
+            h_next = torch.where(keep, h_new, h)
+            c_next = torch.where(keep, c_new.to(c.dtype), c)
+            return (h_next, c_next), h_new * keep.to(h_new.dtype)
+
+        return step
+
     def forward(
         self,
         token_gates_0: list[torch.Tensor],
@@ -514,7 +543,7 @@ def _check_char_ids(input_ids: Any, config: ElmoConfig) -> torch.Tensor:
             "input_ids must have shape (batch, words, max_characters_per_token="
             f"{config.max_characters_per_token}) as ElmoTokenizer returns it, got {tuple(input_ids.shape)}"
         )
-    if input_ids.numel():
+    if input_ids.numel() and not _plain_graph():  # a data-dependent check cannot be part of an exported graph
         lo, hi = int(input_ids.min()), int(input_ids.max())
         if lo < 0 or hi >= config.n_characters:
             raise ValueError(f"character ids must lie in [0, {config.n_characters}), got values in [{lo}, {hi}]")
@@ -537,6 +566,8 @@ class ElmoModel(ElmoPreTrainedModel):
         super().__init__(config)
         self._packed_cache = PackedLinearCache()
         self._packed_cache.enabled = not self.training
+        # True: always take the traceable path (it is taken anyway while exporting or compiling)
+        self.graph_mode = False
         self.char_encoder = ElmoCharacterEncoder(config, self._packed_cache)
         self.bilm = ElmoBiLm(config, self._packed_cache)
         self.scalar_mixes = nn.ModuleList(
@@ -631,15 +662,33 @@ class ElmoModel(ElmoPreTrainedModel):
         param = self.bilm.layers[0].weight_hh
         dtype, device = param.dtype, param.device
         input_ids, mask = input_ids.to(device), mask.to(device)
-        layout = _packed_layout(mask)
-        n_real = layout.real_flat.numel()
-        hidden = 2 * cfg.projection_dim
-
         if state is None:
             h0, c0 = self.zero_state(batch, device, dtype)
         else:
             h0, c0 = self._check_state(state, batch)
             h0, c0 = h0.to(device), c0.to(device)
+        if self.graph_mode or _plain_graph():
+            layers_t, new_state = self._forward_graph(input_ids, mask, h0, c0)
+        else:
+            layers_t, new_state = self._forward_packed(input_ids, mask, h0, c0)
+        mixes = tuple(mix(layers_t, mask) for mix in self.scalar_mixes)
+        out = ElmoModelOutput(
+            last_hidden_state=mixes[0],
+            hidden_states=layers_t if output_hidden_states else None,
+            elmo_representations=mixes,
+            state=new_state if use_cache else None,
+        )
+        return out if return_dict else out.to_tuple()
+
+    def _forward_packed(self, input_ids: torch.Tensor, mask: torch.Tensor, h0: torch.Tensor,
+                        c0: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], ElmoState]:
+        """The eager path: packed sequences, no work on padding, the char CNN once per distinct word."""
+        cfg = self.config
+        batch, width, _ = input_ids.shape
+        device, dtype = h0.device, self.bilm.layers[0].weight_hh.dtype
+        layout = _packed_layout(mask)
+        n_real = layout.real_flat.numel()
+        hidden = 2 * cfg.projection_dim
         h0s, c0s = h0[:, :, layout.order], c0[:, :, layout.order]
 
         # Token representations, once per distinct word; the first layer's input gates likewise.
@@ -648,8 +697,7 @@ class ElmoModel(ElmoPreTrainedModel):
             unique_words, inverse = torch.unique(words, dim=0, return_inverse=True)
             token_unique = self.char_encoder(unique_words)
             gates_u = self.bilm._input_gates(self.bilm.layers[0], [token_unique, token_unique])
-            word_of = inverse  # real word index -> distinct word index
-            fwd_w, bwd_w = word_of[layout.fwd_src], word_of[layout.bwd_src]
+            fwd_w, bwd_w = inverse[layout.fwd_src], inverse[layout.bwd_src]
             token_inputs = [token_unique[fwd_w], token_unique[bwd_w]]
             gates0 = [gates_u[0][fwd_w], gates_u[1][bwd_w]]
             layer_outs, h_n, c_n = self.bilm(gates0, token_inputs, layout.batch_sizes, h0s, c0s)
@@ -675,21 +723,41 @@ class ElmoModel(ElmoPreTrainedModel):
             layers += [unpack(out[0], out[1]) for out in layer_outs]
         else:
             layers += [token_real.new_zeros(batch, width, hidden) for _ in range(cfg.n_layers)]
-        layers_t = tuple(layers)
+        inv = torch.empty_like(layout.order)
+        inv[layout.order] = torch.arange(batch, device=device)
+        return tuple(layers), (h_n[:, :, inv], c_n[:, :, inv])
 
-        mixes = tuple(mix(layers_t, mask) for mix in self.scalar_mixes)
-        new_state = None
-        if use_cache:
-            inv = torch.empty_like(layout.order)
-            inv[layout.order] = torch.arange(batch, device=device)
-            new_state = (h_n[:, :, inv], c_n[:, :, inv])
-        out = ElmoModelOutput(
-            last_hidden_state=mixes[0],
-            hidden_states=layers_t if output_hidden_states else None,
-            elmo_representations=mixes,
-            state=new_state,
-        )
-        return out if return_dict else out.to_tuple()
+    def _forward_graph(self, input_ids: torch.Tensor, mask: torch.Tensor, h0: torch.Tensor,
+                       c0: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], ElmoState]:
+        """The traceable path (used while exporting or compiling, or with ``graph_mode = True``): fixed shapes, no
+        data-dependent indexing. Every word goes through the char CNN; each layer's recurrence is one ``scan``
+        (an ONNX ``Scan`` after export) over the padded time axis advancing both directions together, where a
+        padded position leaves the state unchanged: the forward direction meets the real words in order and the
+        backward direction (scanning the reversed time axis) in reverse order, whatever the padding side."""
+        cfg = self.config
+        batch, width, n_chars = input_ids.shape
+        p = cfg.projection_dim
+        m = mask.to(h0.dtype).unsqueeze(-1)
+        tokens = self.char_encoder(input_ids.reshape(batch * width, n_chars)).view(batch, width, p) * m
+        layers = [torch.cat([tokens, tokens], dim=-1)]
+        x_f, x_b = tokens, tokens
+        time_mask = torch.stack([mask.transpose(0, 1), mask.flip(1).transpose(0, 1)], dim=1)  # (T, 2, B)
+        h_final, c_final = [], []
+        for k, layer in enumerate(self.bilm.layers):
+            bias = layer.effective_bias()
+            gx_f = F.linear(x_f, layer.weight_ih[0], bias[0])
+            gx_b = F.linear(x_b, layer.weight_ih[1], bias[1]).flip(1)
+            gates = torch.stack([gx_f.transpose(0, 1), gx_b.transpose(0, 1)], dim=1)  # (T, 2, B, 4H)
+            (h_n, c_n), ys = _scan(self.bilm.masked_step(layer), (h0[k], c0[k]), (gates, time_mask))
+            out_f = ys[:, 0].transpose(0, 1)
+            out_b = ys[:, 1].transpose(0, 1).flip(1)
+            if cfg.use_skip_connections and k > 0:
+                out_f, out_b = out_f + x_f, out_b + x_b
+            layers.append(torch.cat([out_f, out_b], dim=-1))
+            h_final.append(h_n)
+            c_final.append(c_n)
+            x_f, x_b = out_f, out_b
+        return tuple(layers), (torch.stack(h_final), torch.stack(c_final))
 
 
 class _ElmoHeadModel(ElmoPreTrainedModel):
