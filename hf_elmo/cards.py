@@ -17,9 +17,12 @@ import transformers
 from huggingface_hub import ModelCard, ModelCardData
 
 from . import __version__ as _hf_elmo_version
+from .models.awd_lstm.configuration_awd_lstm import AWDLSTMConfig
 from .models.elmo.configuration_elmo import ElmoConfig
 
 ELMO_TEMPLATE = "elmo.md"
+AWD_LSTM_TEMPLATE = "awd_lstm.md"
+AWD_LSTM_KINDS = ("language-model", "classifier")
 
 # What is known about each published size beyond its dimensions (shown in the card and in its metadata).
 _PUBLISHED = {
@@ -107,8 +110,286 @@ def render_elmo_card(
         use_skip_connections="yes" if config.use_skip_connections else "no",
         vocab_size=config.vocab_size,
     )
-    with importlib.resources.as_file(importlib.resources.files("hf_elmo.model_cards").joinpath(ELMO_TEMPLATE)) as path:
-        if not path.is_file():
-            raise FileNotFoundError(f"model card template {ELMO_TEMPLATE!r} not found in hf_elmo.model_cards ({path})")
-        return ModelCard.from_template(elmo_card_data(size_name), template_path=str(path), **template_kwargs)
+    return _from_template(ELMO_TEMPLATE, elmo_card_data(size_name), template_kwargs)
 
+
+def _from_template(template: str, card_data: ModelCardData, template_kwargs: dict[str, Any]) -> ModelCard:
+    with importlib.resources.as_file(importlib.resources.files("hf_elmo.model_cards").joinpath(template)) as path:
+        if not path.is_file():
+            raise FileNotFoundError(f"model card template {template!r} not found in hf_elmo.model_cards ({path})")
+        return ModelCard.from_template(card_data, template_path=str(path), **template_kwargs)
+
+
+def awd_lstm_card_data(kind: str, license: str = "apache-2.0", language: str | None = "en",
+                       base_model: str | None = None) -> ModelCardData:
+    """The Hub metadata of an AWD-LSTM card: library, license, language, tags, the pipeline (text generation for a
+    language model, text classification for a classifier) and, for a fine-tuned classifier, its base model."""
+    if kind not in AWD_LSTM_KINDS:
+        raise ValueError(f"kind must be one of {AWD_LSTM_KINDS}, got {kind!r}")
+    pipeline = "text-generation" if kind == "language-model" else "text-classification"
+    tags = ["awd-lstm", "ulmfit", "fastai", "lstm", "hf-elmo", pipeline]
+    return ModelCardData(
+        library_name="transformers",
+        license=license,
+        language=language,
+        tags=tags,
+        pipeline_tag=pipeline,
+        base_model=base_model,
+    )
+
+
+def render_awd_lstm_card(
+    config: AWDLSTMConfig,
+    repo_id_or_path: str | os.PathLike,
+    source: dict[str, Any],
+    kind: str,
+    *,
+    model_name: str | None = None,
+    revision: str | None = None,
+    num_parameters: int | None = None,
+    verified_max_abs_diff: float | None = None,
+    base_model: str | None = None,
+    license: str = "apache-2.0",
+    language: str | None = "en",
+    notes: list[str] | None = None,
+) -> ModelCard:
+    """Renders the card of a converted fastai AWD-LSTM (ULMFiT) checkpoint.
+
+    Args:
+        config: the checkpoint's configuration (its sizes fill the architecture table).
+        repo_id_or_path: what the usage snippet loads: the Hub repository id, or the local folder.
+        source: the original files: ``weights``, ``vocab`` (names), ``format`` (e.g. "fastai v2 Learner.save"),
+            optionally ``weights_sha256``.
+        kind: ``"language-model"`` or ``"classifier"``.
+        model_name: the card's title (default: "AWD-LSTM language model (ULMFiT)" / "ULMFiT text classifier").
+        revision: the branch the usage snippet should load, when not the default one.
+        num_parameters: shown in the architecture table when given.
+        verified_max_abs_diff: the difference measured when the saved folder was reloaded, shown in the parity section.
+        base_model: for a classifier, the Hub id of the language model it was fine-tuned from.
+        license, language: card metadata.
+        notes: sentences added to the conversion section.
+    """
+    if kind not in AWD_LSTM_KINDS:
+        raise ValueError(f"render_awd_lstm_card: unknown kind {kind!r}; one of {AWD_LSTM_KINDS}")
+    missing = [key for key in ("weights", "vocab", "format") if not source.get(key)]
+    if missing:
+        raise ValueError(f"render_awd_lstm_card: source is missing {missing}")
+    if base_model and kind != "classifier":
+        raise ValueError("render_awd_lstm_card: base_model only applies to a classifier")
+    is_classifier = kind == "classifier"
+    target = str(repo_id_or_path)
+    sizes = [config.layer_output_size(layer) for layer in range(config.num_layers)]
+    layer_sizes = " → ".join([str(config.emb_size)] + [str(n) for n in sizes])
+    head_dims = [config.classifier_input_size, *config.classifier_hidden_sizes, config.num_labels]
+    head_description = " → ".join(str(n) for n in head_dims) + " (BatchNorm → Dropout → Linear, ReLU between)"
+    labels = None
+    if is_classifier and config.id2label and not all(
+        str(v) == f"LABEL_{k}" for k, v in config.id2label.items()
+    ):
+        labels = ", ".join(f"{k}: {v}" for k, v in sorted(config.id2label.items()))
+    default_name = "ULMFiT text classifier (AWD-LSTM)" if is_classifier else "AWD-LSTM language model (ULMFiT)"
+    template_kwargs: dict[str, Any] = dict(
+        model_name=model_name or default_name,
+        is_classifier=is_classifier,
+        base_model=base_model,
+        auto_class="AutoModelForSequenceClassification" if is_classifier else "AutoModelForCausalLM",
+        checkpoint_literal=json.dumps(target),
+        revision_argument=f", revision={revision!r}" if revision else "",
+        source={"weights_sha256": None, **source},
+        notes=list(notes or []),
+        hf_elmo_version=_hf_elmo_version,
+        transformers_version=transformers.__version__,
+        num_parameters=num_parameters,
+        verified_max_abs_diff=None if verified_max_abs_diff is None else f"{verified_max_abs_diff:.2g}",
+        vocab_size=config.vocab_size,
+        pad_id=config.pad_token_id,
+        bos_id=config.bos_token_id,
+        emb_size=config.emb_size,
+        num_layers=config.num_layers,
+        bidirectional=config.bidirectional,
+        layer_sizes=layer_sizes,
+        tie_weights=config.tie_weights,
+        out_bias=config.out_bias,
+        bptt=config.bptt,
+        max_len_text=f"{config.max_len} tokens" if config.max_len is not None else "all tokens",
+        head_description=head_description,
+        head_dropouts=", ".join(f"{p:g}" for p in config.head_dropouts),
+        num_labels=config.num_labels,
+        labels=labels,
+        embed_p=f"{config.embed_p:g}",
+        input_p=f"{config.input_p:g}",
+        weight_p=f"{config.weight_p:g}",
+        hidden_p=f"{config.hidden_p:g}",
+        output_p=f"{config.output_p:g}",
+        ar_alpha=f"{config.ar_alpha:g}",
+        tar_beta=f"{config.tar_beta:g}",
+    )
+    card_data = awd_lstm_card_data(kind, license=license, language=language, base_model=base_model)
+    return _from_template(AWD_LSTM_TEMPLATE, card_data, template_kwargs)
+
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# ONNX exports (hf_elmo.onnx.export_onnx)
+# --------------------------------------------------------------------------------------------------------------------
+# model_type -> the card template of its ONNX exports
+ONNX_TEMPLATES = {"elmo": "elmo_onnx.md"}
+
+_ONNX_DESCRIPTIONS = {
+    "feature-extraction": "biLM, whose layers are contextual word vectors",
+    "text-classification": "text classifier",
+    "token-classification": "token classifier",
+    "bidirectional-lm": "bidirectional language model",
+}
+
+_ONNX_DTYPES = {
+    "float32": "float32",
+    "float16": "float16 weights and activations (int64 inputs, float32 outputs)",
+    "int8": "int8 weights of the matrix products (dynamic quantisation), float32 activations",
+}
+
+_ELMO_ONNX_TASKS = {
+    # task: (what the model is, what its outputs are, the lines that read them: hf_elmo, plain onnxruntime)
+    "feature-extraction": (
+        "biLM",
+        "`last_hidden_state` is the learned scalar mix of the layers and `hidden_states.{{i}}` is layer i (0: the "
+        "context-free token layer, then one [forward; backward] output per biLSTM layer), each `(batch, words, "
+        "{hidden_size})`.",
+        "outputs.last_hidden_state  # (batch, words + 2, {hidden_size}): the scalar mix\n"
+        "outputs.hidden_states      # {n_layers_1} layers, each (batch, words + 2, {hidden_size})",
+        "mixed = outputs[\"last_hidden_state\"]  # (batch, words + 2, {hidden_size})\n"
+        "layers = np.stack([outputs[f\"hidden_states.{{i}}\"] for i in range({n_layers_1})])",
+    ),
+    "text-classification": (
+        "text classifier",
+        "`logits` `(batch, {num_labels})` are the classifier's scores (a scalar mix of the biLM's layers, averaged "
+        "over the real words, then a linear layer).",
+        "predicted = outputs.logits.argmax(-1)  # (batch,)",
+        "predicted = outputs[\"logits\"].argmax(-1)  # (batch,)",
+    ),
+    "token-classification": (
+        "token classifier",
+        "`logits` `(batch, words, {num_labels})` are the scores of every word (a scalar mix of the biLM's layers, "
+        "then a linear layer).",
+        "predicted = outputs.logits.argmax(-1)  # (batch, words + 2); the <S>/</S> positions carry no label",
+        "predicted = outputs[\"logits\"].argmax(-1)  # (batch, words + 2)",
+    ),
+    "bidirectional-lm": (
+        "bidirectional language model",
+        "`logits` `(batch, words, 2, {vocab_size})`: `[..., 0, :]` is the forward LM's prediction of the next word, "
+        "`[..., 1, :]` the backward LM's prediction of the previous word, over the {vocab_size}-word vocabulary.",
+        "next_word = outputs.logits[:, :, 0].argmax(-1)      # forward LM\n"
+        "previous_word = outputs.logits[:, :, 1].argmax(-1)  # backward LM",
+        "next_word = outputs[\"logits\"][:, :, 0].argmax(-1)\nprevious_word = outputs[\"logits\"][:, :, 1].argmax(-1)",
+    ),
+}
+
+
+def onnx_card_data(onnx_info: dict[str, Any], pipeline_tag: str | None, model_type: str = "elmo",
+                   base_model: str | None = None, license: str = "apache-2.0",
+                   language: str | None = "en") -> ModelCardData:
+    """The Hub metadata of an ONNX export's card: library ``onnx``, the task's pipeline, onnx/dtype tags."""
+    task, dtype = onnx_info["task"], onnx_info.get("dtype", "float32")
+    tags = ["onnx", "onnxruntime", model_type, "hf-elmo", task]
+    if model_type == "elmo":
+        tags += ["bilm", "character-level"]
+    tags += {"float16": ["fp16"], "int8": ["int8", "quantized"]}.get(dtype, [])
+    return ModelCardData(
+        library_name="onnx",
+        license=license,
+        language=language,
+        tags=tags,
+        pipeline_tag=pipeline_tag,
+        base_model=base_model,
+    )
+
+
+def render_onnx_card(
+    config: Any,
+    onnx_info: dict[str, Any],
+    repo_id_or_path: str | os.PathLike,
+    *,
+    model_name: str | None = None,
+    revision: str | None = None,
+    base_model: str | None = None,
+    num_parameters: int | None = None,
+    pipeline_tag: str | None = None,
+    license: str = "apache-2.0",
+    language: str | None = "en",
+) -> ModelCard:
+    """Renders the card of an ONNX export (a folder written by ``hf_elmo.onnx.export_onnx``).
+
+    Args:
+        config: the exported model's configuration.
+        onnx_info: the ``onnx`` section export_onnx writes into config.json (task, file, dtype, inputs, outputs, ...).
+        repo_id_or_path: what the usage snippets load: the Hub repository id, or the local folder.
+        model_name: the card's title (default: "ELMo <what> (ONNX[, dtype])").
+        revision: the branch the snippets should load, when not the default one.
+        base_model: the Hub id of the PyTorch model it was exported from (metadata and a link).
+        num_parameters: shown when given.
+        pipeline_tag: the Hub pipeline of the task (None: none).
+    """
+    model_type = getattr(config, "model_type", None)
+    if model_type not in ONNX_TEMPLATES:
+        raise ValueError(f"render_onnx_card: no ONNX card template for model type {model_type!r}")
+    task = onnx_info["task"]
+    if task not in _ELMO_ONNX_TASKS:
+        raise ValueError(f"render_onnx_card: unknown task {task!r}; one of {list(_ELMO_ONNX_TASKS)}")
+    dtype = onnx_info.get("dtype", "float32")
+    target = str(repo_id_or_path)
+    is_repo = not os.path.exists(target) and not os.path.isabs(target) and target.count("/") <= 1
+    what, outputs_text, hf_elmo_lines, ort_lines = _ELMO_ONNX_TASKS[task]
+    dims = dict(hidden_size=config.hidden_size, n_layers_1=config.n_layers + 1,
+                num_labels=getattr(config, "num_labels", None), vocab_size=getattr(config, "vocab_size", None))
+    labels = None
+    id2label = getattr(config, "id2label", None) or {}
+    if task in ("text-classification", "token-classification") and not all(
+        str(v) == f"LABEL_{k}" for k, v in id2label.items()
+    ):
+        labels = ", ".join(f"{k}: {v}" for k, v in sorted(id2label.items()))
+    validation = dict(onnx_info.get("validation") or {})
+    for key in ("float32_max_abs_diff", "max_abs_diff"):
+        validation[key + "_text"] = f"{validation[key]:.2g}" if validation.get(key) is not None else "not measured"
+    cos = validation.get("min_cosine_similarity")
+    validation["min_cosine_similarity_text"] = f"{cos:.6f}" if cos is not None else "not measured"
+    optimization = onnx_info.get("optimization")
+    suffix = "" if dtype == "float32" else f", {dtype}"
+    template_kwargs: dict[str, Any] = dict(
+        model_name=model_name or f"ELMo {what} (ONNX{suffix})",
+        model_description=_ONNX_DESCRIPTIONS[task],
+        base_model=base_model,
+        task=task,
+        model_class=onnx_info.get("model_class", "?"),
+        file_name=onnx_info.get("file_name", "model.onnx"),
+        external_data_file=onnx_info.get("external_data_file"),
+        dtype=dtype,
+        dtype_description=_ONNX_DTYPES.get(dtype, dtype),
+        opset=onnx_info.get("opset"),
+        optimization=optimization,
+        optimization_description=(
+            f"ONNX Runtime \"{optimization['level']}\", for the {optimization['provider']}" if optimization
+            else "none (ONNX Runtime optimises when it loads the model)"
+        ),
+        quantization=onnx_info.get("quantization"),
+        inputs=onnx_info.get("inputs", []),
+        outputs=onnx_info.get("outputs", []),
+        outputs_description=outputs_text.format(**dims),
+        hf_elmo_outputs=hf_elmo_lines.format(**dims),
+        ort_outputs=ort_lines.format(**dims),
+        checkpoint_literal=json.dumps(target),
+        revision_argument=f", revision={revision!r}" if revision else "",
+        is_repo=is_repo,
+        validation=validation,
+        versions={"hf_elmo": _hf_elmo_version, "torch": "?", "onnx": "?", "onnxruntime": "?",
+                  **(onnx_info.get("versions") or {})},
+        num_parameters=num_parameters,
+        labels=labels,
+        n_layers=config.n_layers,
+        lstm_dim=config.lstm_dim,
+        projection_dim=config.projection_dim,
+        hidden_size=config.hidden_size,
+        max_characters_per_token=config.max_characters_per_token,
+    )
+    card_data = onnx_card_data(onnx_info, pipeline_tag, model_type=model_type, base_model=base_model,
+                               license=license, language=language)
+    return _from_template(ONNX_TEMPLATES[model_type], card_data, template_kwargs)

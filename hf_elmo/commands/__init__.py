@@ -18,7 +18,7 @@ from ..conversion.allennlp_elmo import ConversionError, ElmoWeightsError
 
 # Errors that come from the user's input or environment (missing or malformed files, bad arguments, an unreachable
 # model, an unwritable output): reported as one line, without a traceback. ElmoWeightsError is a ValueError; it is
-# listed for the reader.
+# listed for the reader (as is the AWD-LSTM converter's AWDLSTMWeightsError, also a ValueError, not imported here).
 USER_ERRORS: tuple[type[BaseException], ...] = (
     FileNotFoundError,
     ElmoWeightsError,

@@ -1,0 +1,88 @@
+"""``hf-elmo convert-awd-lstm``: a fastai AWD-LSTM (ULMFiT language model or classifier) + its vocabulary → a
+transformers folder.
+
+The same arguments serve ``conversion/convert_fastai_awd_lstm.py`` (through ``main``), so both entry points call
+``convert_fastai_awd_lstm`` the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from . import console_logging, run_guarded
+
+NAME = "convert-awd-lstm"
+HELP = "convert a fastai AWD-LSTM (ULMFiT language model or text classifier, v1 or v2) into a transformers folder"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The conversion's arguments (shared by the subcommand and the standalone script)."""
+    parser.add_argument("--weights", type=Path, required=True,
+                        help="fastai weights: Learner.save's .pth, a state dict, or a fastai v1 file (lstm_wt103.pth)")
+    parser.add_argument("--vocab", type=Path, required=True, help="fastai's vocabulary: the pickled itos list (.pkl)")
+    parser.add_argument("--output", type=Path, required=True, help="folder to write (new or empty)")
+    parser.add_argument("--bptt", type=_positive_int, default=72,
+                        help="classifier: chunk length the documents are read in (fastai's seq_len; default 72)")
+    parser.add_argument("--max-len", type=_positive_int, default=72 * 20,
+                        help="classifier: only the last MAX_LEN tokens of a document are pooled (default 1440)")
+    parser.add_argument("--base-model", metavar="REPO_ID",
+                        help="classifier: the Hub id of the language model it was fine-tuned from (card metadata)")
+    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload the folder to this Hub repository")
+    parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
+    parser.add_argument("--revision", metavar="REV", help="Hub branch to push to (created when missing)")
+    parser.add_argument("--model-name", help="title of the model card")
+    parser.add_argument("--license", default="apache-2.0", help="license in the card's metadata (default apache-2.0)")
+    parser.add_argument("--language", default="en", help="language in the card's metadata (default en)")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(NAME, help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..conversion.fastai_awd_lstm import convert_fastai_awd_lstm
+
+    if args.revision and not args.push_to_hub:
+        raise ValueError("--revision only applies with --push-to-hub")
+    if args.max_len < args.bptt:
+        raise ValueError(f"--max-len ({args.max_len}) must be at least --bptt ({args.bptt})")
+    with console_logging():
+        output = convert_fastai_awd_lstm(
+            weights=args.weights,
+            vocab=args.vocab,
+            output_dir=args.output,
+            bptt=args.bptt,
+            max_len=args.max_len,
+            push_to_hub=args.push_to_hub,
+            private=args.private,
+            revision=args.revision,
+            model_name=args.model_name,
+            base_model=args.base_model,
+            license=args.license,
+            language=args.language,
+        )
+    print(f"Wrote the converted AWD-LSTM to {output}")
+    return 0
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Standalone entry point (the conversion script): parses ``argv`` and converts; returns the exit status."""
+    parser = argparse.ArgumentParser(prog=prog, description=HELP[0].upper() + HELP[1:] + ".")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return run_guarded(run, args, parser.prog)

@@ -1,0 +1,865 @@
+"""AWD-LSTM (Merity et al., 2017) and ULMFiT (Howard & Ruder, 2018) as transformers models, computing what fastai's
+``AWD_LSTM``, ``get_language_model`` and ``get_text_classifier`` compute, so that converted fastai checkpoints give
+fastai's outputs.
+
+The encoder is fastai's: embedding with embedding dropout (whole vocabulary rows zeroed), locked ("variational")
+dropout on its output, then LSTM layers with DropConnect on the hidden-to-hidden weights and locked dropout between
+layers. Layer ``l`` reads the embedding (``l == 0``) or the hidden size, and outputs the hidden size, except the last
+layer whose output is the embedding size (so that the decoder can be tied to the embedding); a bidirectional layer
+gives each direction half of it.
+
+Every layer's recurrence runs in torch's fused LSTM kernel (oneDNN on CPU, cuDNN on GPU): the weight dropout is
+applied to a copy of the hidden-to-hidden weight *before* the fused call (the parameter itself stays the raw weight,
+used as is in eval mode), never through a per-step Python loop.
+
+Recurrent state goes in and out as in transformers' RWKV: ``state=`` a list with one ``(h, c)`` per layer, each of
+shape ``(num_directions, batch, layer_output_size // num_directions)``, and ``use_cache=True`` returns
+``output.state``. A batch with padding given by ``attention_mask`` (left, right or any) runs as packed sequences, so
+that a row's outputs and state do not depend on how it was padded.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import _VF, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from transformers import GenerationMixin, PreTrainedModel
+from transformers.modeling_outputs import ModelOutput
+
+from .configuration_awd_lstm import AWDLSTMConfig
+
+LayerState = tuple[torch.Tensor, torch.Tensor]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Dropouts
+# --------------------------------------------------------------------------------------------------------------------
+def _bernoulli_mask(like: torch.Tensor, shape: tuple[int, ...], p: float) -> torch.Tensor:
+    """A mask of ``shape`` (``like``'s dtype and device): 0 with probability ``p``, ``1 / (1 - p)`` otherwise."""
+    return like.new_empty(shape).bernoulli_(1 - p).div_(1 - p)
+
+
+class AWDLSTMEmbeddingDropout(nn.Module):
+    """Embedding dropout (Gal & Ghahramani): in training, whole rows of the embedding matrix (whole words of the
+    vocabulary) are zeroed with probability ``p`` and the others scaled by ``1 / (1 - p)``, one mask per call, so
+    that every occurrence of a dropped word is dropped. Holds no parameter: it is given the embedding to read."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, embedding: nn.Embedding, input_ids: torch.Tensor) -> torch.Tensor:
+        weight = embedding.weight
+        if self.training and self.p > 0:
+            weight = weight * _bernoulli_mask(weight, (weight.shape[0], 1), self.p)
+        padding_idx = embedding.padding_idx if embedding.padding_idx is not None else -1
+        return F.embedding(input_ids, weight, padding_idx)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class AWDLSTMLockedDropout(nn.Module):
+    """Locked (variational) dropout: one mask per sequence and feature, the same at every time step (fastai's
+    ``RNNDropout``). Works on batch-first ``(batch, time, features)`` tensors, or on packed data ``(n, features)``
+    given the batch row of each element (``rows``)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor, rows: torch.Tensor | None = None, batch_size: int | None = None) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if rows is None:
+            return x * _bernoulli_mask(x, (x.shape[0], 1, *x.shape[2:]), self.p)
+        return x * _bernoulli_mask(x, (batch_size, *x.shape[1:]), self.p)[rows]
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# One LSTM layer with weight dropout, run by the fused kernel
+# --------------------------------------------------------------------------------------------------------------------
+class AWDLSTMLayer(nn.Module):
+    """One (bi)LSTM layer whose hidden-to-hidden weights get DropConnect in training (fastai's ``WeightDropout``
+    around ``nn.LSTM``). Parameters are named as ``nn.LSTM``'s; ``weight_hh_l0`` is the *raw* weight (fastai's
+    ``weight_hh_l0_raw``): in training a dropped copy of it is what the kernel uses, in eval the weight itself."""
+
+    def __init__(self, input_size: int, hidden_size: int, bidirectional: bool, weight_p: float) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.bidirectional, self.weight_p = bidirectional, weight_p
+        gates = 4 * hidden_size
+        for suffix in self.suffixes:
+            self.register_parameter(f"weight_ih_l0{suffix}", nn.Parameter(torch.empty(gates, input_size)))
+            self.register_parameter(f"weight_hh_l0{suffix}", nn.Parameter(torch.empty(gates, hidden_size)))
+            self.register_parameter(f"bias_ih_l0{suffix}", nn.Parameter(torch.empty(gates)))
+            self.register_parameter(f"bias_hh_l0{suffix}", nn.Parameter(torch.empty(gates)))
+
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        return ("", "_reverse") if self.bidirectional else ("",)
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def reset_parameters(self) -> None:
+        """``nn.LSTM``'s initialisation: uniform in ±1/√hidden_size."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def flat_weights(self) -> list[torch.Tensor]:
+        """The weights in the fused kernel's order, the hidden-to-hidden ones dropped in training (both directions;
+        fastai drops only the forward direction's ``weight_hh_l0``)."""
+        weights = []
+        for suffix in self.suffixes:
+            w_hh = getattr(self, f"weight_hh_l0{suffix}")
+            if self.training and self.weight_p > 0:
+                w_hh = F.dropout(w_hh, p=self.weight_p, training=True)
+            weights += [getattr(self, f"weight_ih_l0{suffix}"), w_hh, getattr(self, f"bias_ih_l0{suffix}"),
+                        getattr(self, f"bias_hh_l0{suffix}")]
+        return weights
+
+    def forward(self, x: torch.Tensor, hx: LayerState, batch_sizes: torch.Tensor | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x``: (batch, time, input) or packed data (n, input) with ``batch_sizes``; ``hx``: (h0, c0), each
+        (directions, batch, hidden). Returns the output and the final (h, c)."""
+        weights = self.flat_weights()
+        with warnings.catch_warnings():
+            # cuDNN warns that the (freshly dropped) weights are not one contiguous buffer; fastai silences it too
+            warnings.filterwarnings("ignore", message=".*not part of single contiguous chunk.*")
+            if batch_sizes is None:
+                out, h, c = _VF.lstm(x, hx, weights, True, 1, 0.0, self.training, self.bidirectional, True)
+            else:
+                out, h, c = _VF.lstm(x, batch_sizes, hx, weights, True, 1, 0.0, self.training, self.bidirectional)
+        return out, h, c
+
+    def extra_repr(self) -> str:
+        return (f"{self.input_size}, {self.hidden_size}, bidirectional={self.bidirectional}, "
+                f"weight_p={self.weight_p}")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------------------------------------------------
+@dataclass
+class AWDLSTMModelOutput(ModelOutput):
+    """Outputs of [`AWDLSTMModel`].
+
+    Args:
+        last_hidden_state: the last LSTM layer's output, (batch, time, emb_size) (zeros at padding).
+        hidden_states: with ``output_hidden_states``, every layer's raw output (before the dropout between layers).
+        dropped_hidden_states: with ``output_hidden_states``, every layer's output after that dropout (the last layer
+            has none: its entry is its raw output); equal to ``hidden_states`` in eval mode.
+        state: with ``use_cache=True``, one ``(h, c)`` per layer after each row's last real token; pass it back as
+            ``state=`` to continue the sequences.
+    """
+
+    last_hidden_state: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    dropped_hidden_states: tuple[torch.Tensor, ...] | None = None
+    state: list[LayerState] | None = None
+
+
+@dataclass
+class AWDLSTMCausalLMOutput(ModelOutput):
+    """Outputs of [`AWDLSTMForLanguageModeling`].
+
+    Args:
+        loss: with ``labels``: the cross-entropy of predicting token t+1 at position t, plus AR and TAR in training.
+        logits: (batch, time, vocab_size).
+        lm_loss: the cross-entropy alone; ``ar_loss`` / ``tar_loss``: the regularisation terms added in training.
+        raw_output: the last layer's output (fastai's ``raw_out``, what TAR reads).
+        dropped_output: the same after the output dropout (fastai's ``out``, what AR reads and the decoder sees).
+        hidden_states, dropped_hidden_states, state: as in [`AWDLSTMModelOutput`].
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    lm_loss: torch.Tensor | None = None
+    ar_loss: torch.Tensor | None = None
+    tar_loss: torch.Tensor | None = None
+    raw_output: torch.Tensor | None = None
+    dropped_output: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    dropped_hidden_states: tuple[torch.Tensor, ...] | None = None
+    state: list[LayerState] | None = None
+
+
+@dataclass
+class AWDLSTMSequenceClassifierOutput(ModelOutput):
+    """Outputs of [`AWDLSTMForSequenceClassification`].
+
+    Args:
+        loss: with ``labels``: the classification loss (by ``problem_type``), plus AR and TAR in training.
+        logits: (batch, num_labels).
+        pooled_output: the head's input, [last, max, mean] of the pooled last-layer outputs, (batch, 3·emb_size).
+        ar_loss / tar_loss: the regularisation terms added in training.
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    pooled_output: torch.Tensor | None = None
+    ar_loss: torch.Tensor | None = None
+    tar_loss: torch.Tensor | None = None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------------------------------
+class AWDLSTMPreTrainedModel(PreTrainedModel):
+    config_class = AWDLSTMConfig
+    base_model_prefix = "awd_lstm"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = False
+    _no_split_modules = ["AWDLSTMLayer"]
+    # The heads return a mean loss; the Trainer then scales gradient accumulation itself.
+    accepts_loss_kwargs = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """fastai's initialisation: embedding (and untied decoder) uniform in ±initializer_range (0.1), decoder bias
+        zero, LSTM layers as ``nn.LSTM``, head BatchNorm weight 1 / bias 1e-3 and ``nn.Linear``'s default."""
+        r = self.config.initializer_range
+        if isinstance(module, AWDLSTMLayer):
+            module.reset_parameters()
+        elif isinstance(module, nn.Embedding):
+            nn.init.uniform_(module.weight, -r, r)
+        elif isinstance(module, nn.BatchNorm1d):
+            module.reset_running_stats()
+            nn.init.ones_(module.weight)
+            nn.init.constant_(module.bias, 1e-3)
+        elif isinstance(module, nn.Linear):
+            if getattr(module, "_awd_lstm_decoder", False):
+                nn.init.uniform_(module.weight, -r, r)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            else:
+                module.reset_parameters()
+
+    def _output(self, result: ModelOutput, return_dict: bool | None) -> ModelOutput | tuple:
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return result if return_dict else result.to_tuple()
+
+
+def _check_input_ids(input_ids: Any, vocab_size: int) -> torch.Tensor:
+    if not isinstance(input_ids, torch.Tensor):
+        raise TypeError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}")
+    if input_ids.is_floating_point() or input_ids.dtype == torch.bool or input_ids.is_complex():
+        raise TypeError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must have shape (batch, time), got {tuple(input_ids.shape)}")
+    if input_ids.numel():
+        lo, hi = int(input_ids.min()), int(input_ids.max())
+        if lo < 0 or hi >= vocab_size:
+            raise ValueError(f"token ids must lie in [0, {vocab_size}), got values in [{lo}, {hi}]")
+    return input_ids.long()
+
+
+def _check_mask(attention_mask: Any, shape: tuple[int, int]) -> torch.Tensor:
+    if not isinstance(attention_mask, torch.Tensor):
+        raise TypeError(f"attention_mask must be a torch.Tensor, got {type(attention_mask).__name__}")
+    if tuple(attention_mask.shape) != tuple(shape):
+        raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} does not match the input's "
+                         f"(batch, time) = {tuple(shape)}")
+    return attention_mask.bool()
+
+
+class AWDLSTMModel(AWDLSTMPreTrainedModel):
+    """The AWD-LSTM encoder: ``input_ids`` (batch, time) → the last LSTM layer's output (batch, time, emb_size).
+
+    Stateless by default (each call starts from zero states); ``use_cache=True`` returns the state after each row's
+    last real token and ``state=`` continues from one, which is how fastai's stateful language model reads a stream
+    (fastai keeps the state in the module between calls; here it is passed explicitly).
+    """
+
+    # a language model's or classifier's folder read as the encoder alone: their heads are not unexpected
+    _keys_to_ignore_on_load_unexpected = [r"^decoder\.", r"^classifier\."]
+
+    def __init__(self, config: AWDLSTMConfig) -> None:
+        super().__init__(config)
+        self.embeddings = nn.Embedding(config.vocab_size, config.emb_size, padding_idx=config.pad_token_id)
+        self.embedding_dropout = AWDLSTMEmbeddingDropout(config.embed_p)
+        self.input_dropout = AWDLSTMLockedDropout(config.input_p)
+        self.layers = nn.ModuleList(
+            AWDLSTMLayer(config.layer_input_size(l), config.layer_state_size(l), config.bidirectional,
+                         config.weight_p)
+            for l in range(config.num_layers)
+        )
+        self.hidden_dropouts = nn.ModuleList(AWDLSTMLockedDropout(config.hidden_p)
+                                             for _ in range(config.num_layers - 1))
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings = value
+
+    def layer_groups(self) -> list[list[nn.Module]]:
+        """ULMFiT's layer groups (as modules), bottom to top: [embedding and its dropout], [LSTM layer 0 and the
+        dropout after it], ..., [LSTM layer n-1]."""
+        groups: list[list[nn.Module]] = [[self.embeddings, self.embedding_dropout, self.input_dropout]]
+        for l, layer in enumerate(self.layers):
+            groups.append([layer] + ([self.hidden_dropouts[l]] if l < len(self.hidden_dropouts) else []))
+        return groups
+
+    # ------------------------------------------------------------------------------------------------------------
+    def zero_state(self, batch_size: int, device: torch.device | None = None,
+                   dtype: torch.dtype | None = None) -> list[LayerState]:
+        """All-zero recurrent state for ``batch_size`` rows: one ``(h, c)`` per layer."""
+        p = self.embeddings.weight
+        device, dtype = device or p.device, dtype or p.dtype
+        nd = self.config.num_directions
+        return [
+            (torch.zeros(nd, batch_size, layer.hidden_size, device=device, dtype=dtype),
+             torch.zeros(nd, batch_size, layer.hidden_size, device=device, dtype=dtype))
+            for layer in self.layers
+        ]
+
+    @staticmethod
+    def detach_state(state: list[LayerState] | None) -> list[LayerState] | None:
+        """The state cut from the graph (truncated back-propagation through time, as fastai does between calls)."""
+        return None if state is None else [(h.detach(), c.detach()) for h, c in state]
+
+    def _check_state(self, state: Any, batch: int, device: torch.device, dtype: torch.dtype) -> list[LayerState]:
+        n = len(self.layers)
+        if not isinstance(state, (list, tuple)) or len(state) != n:
+            raise TypeError(f"state must be a list of {n} (h, c) pairs, one per layer, as a call with use_cache=True "
+                            "returns it")
+        checked = []
+        for l, (pair, layer) in enumerate(zip(state, self.layers)):
+            if not (isinstance(pair, (list, tuple)) and len(pair) == 2
+                    and all(isinstance(t, torch.Tensor) for t in pair)):
+                raise TypeError(f"state[{l}] must be an (h, c) pair of tensors")
+            want = (layer.num_directions, batch, layer.hidden_size)
+            for name, t in zip("hc", pair):
+                if tuple(t.shape) != want:
+                    raise ValueError(f"state[{l}] {name} has shape {tuple(t.shape)}, expected {want} "
+                                     "(directions, batch, hidden) for this batch")
+            checked.append((pair[0].to(device=device, dtype=dtype), pair[1].to(device=device, dtype=dtype)))
+        return checked
+
+    def embed(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None) -> torch.Tensor:
+        """Embedded input after embedding dropout (which ``inputs_embeds`` skip, as fastai's ``from_embeds``)."""
+        if inputs_embeds is not None:
+            return inputs_embeds
+        return self.embedding_dropout(self.embeddings, input_ids)
+
+    def run_layers(self, x: torch.Tensor, state: list[LayerState], batch_sizes: torch.Tensor | None = None,
+                   rows: torch.Tensor | None = None, batch_size: int | None = None,
+                   ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[LayerState]]:
+        """Input dropout and every layer on embedded ``x``: batch-first (batch, time, emb), or packed data with
+        ``batch_sizes`` (then ``rows`` gives each element's batch row, for the per-sequence dropout masks, and
+        ``state`` is in the packed order). Returns the raw and dropped outputs of every layer and the new state."""
+        x = self.input_dropout(x, rows, batch_size)
+        raw, dropped, new_state = [], [], []
+        for l, layer in enumerate(self.layers):
+            out, h, c = layer(x, state[l], batch_sizes)
+            raw.append(out)
+            new_state.append((h, c))
+            if l < len(self.hidden_dropouts):
+                out = self.hidden_dropouts[l](out, rows, batch_size)
+            dropped.append(out)
+            x = out
+        return raw, dropped, new_state
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        state: list[LayerState] | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> AWDLSTMModelOutput | tuple:
+        """
+        Args:
+            input_ids: (batch, time) token ids.
+            attention_mask: (batch, time), 1 for real tokens. Padding anywhere (left, right, fastai's chunks of pad
+                before the text) is skipped: each row runs over its own real tokens only, its outputs are zero at
+                padding and its state is the one after its last real token.
+            state: recurrent state to start from, one ``(h, c)`` per layer; zeros when omitted.
+            inputs_embeds: (batch, time, emb_size) instead of ``input_ids`` (no embedding dropout then).
+            use_cache: return ``output.state``.
+            output_hidden_states: return every layer's raw and dropped outputs.
+        """
+        for ignored in ("token_type_ids", "position_ids", "num_items_in_batch", "cache_position"):
+            kwargs.pop(ignored, None)
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}.forward got unexpected arguments: {sorted(kwargs)}")
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("give exactly one of input_ids (batch, time) and inputs_embeds (batch, time, emb_size)")
+        param = self.embeddings.weight
+        if input_ids is not None:
+            input_ids = _check_input_ids(input_ids, self.config.vocab_size).to(param.device)
+            batch, width = input_ids.shape
+        else:
+            if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != self.config.emb_size:
+                raise ValueError(f"inputs_embeds must have shape (batch, time, {self.config.emb_size}), got "
+                                 f"{tuple(inputs_embeds.shape)}")
+            inputs_embeds = inputs_embeds.to(device=param.device, dtype=param.dtype)
+            batch, width = inputs_embeds.shape[:2]
+        output_hidden_states = (output_hidden_states if output_hidden_states is not None
+                                else self.config.output_hidden_states)
+        mask = None
+        if attention_mask is not None:
+            mask = _check_mask(attention_mask, (batch, width)).to(param.device)
+            if bool(mask.all()):
+                mask = None
+        state = (self.zero_state(batch, param.device, param.dtype) if state is None
+                 else self._check_state(state, batch, param.device, param.dtype))
+
+        x = self.embed(input_ids, inputs_embeds)
+        right_padded = (mask is not None and not self.config.bidirectional
+                        and bool((mask[:, 1:] <= mask[:, :-1]).all()))
+        if mask is None or (right_padded and not use_cache):
+            # Dense: one fused call per layer. With right padding (one direction) the real tokens never see the
+            # padding after them.
+            raw, dropped, new_state = self.run_layers(x, state)
+            if mask is not None:
+                m = mask.unsqueeze(-1).to(x.dtype)
+                raw, dropped = [o * m for o in raw], [o * m for o in dropped]
+        else:
+            raw, dropped, new_state = self._run_packed(x, mask, state)
+
+        out = AWDLSTMModelOutput(
+            last_hidden_state=raw[-1],
+            hidden_states=tuple(raw) if output_hidden_states else None,
+            dropped_hidden_states=tuple(dropped) if output_hidden_states else None,
+            state=new_state if use_cache else None,
+        )
+        return self._output(out, return_dict)
+
+    def _run_packed(self, x: torch.Tensor, mask: torch.Tensor, state: list[LayerState],
+                    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[LayerState]]:
+        """Rows of any padding: each row's real tokens, in order, run as one packed sequence."""
+        batch, width, _ = x.shape
+        lengths = mask.sum(dim=1)
+        rows = lengths.nonzero().squeeze(1)  # rows with at least one real token
+        # positions of each row's real tokens first (in order), then its padding
+        positions = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+        compact = x.gather(1, positions.unsqueeze(-1).expand_as(x))[rows]
+        packed = pack_padded_sequence(compact, lengths[rows].cpu(), batch_first=True, enforce_sorted=False)
+        row_ids = torch.arange(rows.numel(), device=x.device).unsqueeze(1).expand(-1, width)
+        packed_rows = pack_padded_sequence(row_ids, lengths[rows].cpu(), batch_first=True,
+                                           enforce_sorted=False).data
+        sorted_idx = packed.sorted_indices
+        sub_state = [(h[:, rows][:, sorted_idx], c[:, rows][:, sorted_idx]) for h, c in state]
+        raw, dropped, packed_state = self.run_layers(packed.data, sub_state, packed.batch_sizes, packed_rows,
+                                                     rows.numel())
+
+        def unpack(data: torch.Tensor) -> torch.Tensor:
+            seq = packed._replace(data=data)
+            padded, _ = pad_packed_sequence(seq, batch_first=True, total_length=width)  # (rows, width, h), compact
+            full = padded.new_zeros(batch, width, padded.shape[-1])
+            full[rows] = padded
+            # back from the compact layout to the original positions (padding positions get the zeros)
+            return full.new_zeros(full.shape).scatter(1, positions.unsqueeze(-1).expand_as(full), full)
+
+        new_state = []
+        unsorted = packed.unsorted_indices
+        for (h0, c0), (h, c) in zip(state, packed_state):
+            h_full, c_full = h0.clone(), c0.clone()
+            h_full[:, rows], c_full[:, rows] = h[:, unsorted], c[:, unsorted]
+            new_state.append((h_full, c_full))
+        return [unpack(o) for o in raw], [unpack(o) for o in dropped], new_state
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Language model
+# --------------------------------------------------------------------------------------------------------------------
+class AWDLSTMForLanguageModeling(AWDLSTMPreTrainedModel, GenerationMixin):
+    """fastai's ``get_language_model(AWD_LSTM, ...)``: the encoder, locked output dropout, and a linear decoder over
+    the vocabulary tied to the embedding (``config.tie_weights``).
+
+    ``labels`` (batch, time), usually the ``input_ids`` themselves: position t is trained to predict ``labels[t+1]``
+    (shifted inside, as transformers' causal LMs do; -100 is ignored); (batch, time + 1) labels also carry the token
+    after the window, so that its last position has a target too (the contiguous LM stream). In training mode fastai's AR and TAR
+    (``RNNRegularizer``) are added to the loss: ``ar_alpha · mean(dropped_output²)`` and
+    ``tar_beta · mean((raw_output[t+1] − raw_output[t])²)`` over real tokens.
+    """
+
+    _tied_weights_keys = {"decoder.weight": "awd_lstm.embeddings.weight"}
+    _keys_to_ignore_on_load_unexpected = [r"^classifier\."]
+    _is_stateful = True  # generation carries ``state``, not a key/value cache
+
+    def __init__(self, config: AWDLSTMConfig) -> None:
+        super().__init__(config)
+        self.awd_lstm = AWDLSTMModel(config)
+        self.output_dropout = AWDLSTMLockedDropout(config.output_p)
+        self.decoder = nn.Linear(config.emb_size, config.vocab_size, bias=config.out_bias)
+        self.decoder._awd_lstm_decoder = True
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.awd_lstm.embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.awd_lstm.embeddings = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.decoder
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.decoder = value
+
+    def layer_groups(self) -> list[list[nn.Module]]:
+        """ULMFiT's layer groups (as modules), bottom to top: [embedding and its dropout], [LSTM layer 0], ...,
+        [LSTM layer n-1], [output dropout and decoder]. With tied weights the shared matrix is listed twice (in the
+        embedding and in the decoder); ``hf_elmo.training`` gives a shared parameter to the topmost group that lists
+        it, which is fastai's ``awd_lstm_lm_split`` (embedding and tied decoder in the top group)."""
+        return self.awd_lstm.layer_groups() + [[self.output_dropout, self.decoder]]
+
+    def prepare_inputs_for_generation(self, input_ids: torch.Tensor, state: list[LayerState] | None = None,
+                                      attention_mask: torch.Tensor | None = None,
+                                      inputs_embeds: torch.Tensor | None = None, use_cache: bool | None = None,
+                                      **kwargs: Any) -> dict[str, Any]:
+        """With a state, only the newest token is read (the state holds everything before it)."""
+        if state is not None:
+            input_ids = input_ids[:, -1:]
+            attention_mask = attention_mask[:, -1:] if attention_mask is not None else None
+            inputs_embeds = None
+        inputs = {"attention_mask": attention_mask, "state": state, "use_cache": True}
+        if inputs_embeds is not None:
+            inputs["inputs_embeds"] = inputs_embeds
+        else:
+            inputs["input_ids"] = input_ids.contiguous()
+        return inputs
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        state: list[LayerState] | None = None,
+        labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> AWDLSTMCausalLMOutput | tuple:
+        for ignored in ("num_items_in_batch", "logits_to_keep", "past_key_values", "cache_position"):
+            kwargs.pop(ignored, None)
+        out = self.awd_lstm(input_ids, attention_mask=attention_mask, state=state, inputs_embeds=inputs_embeds,
+                            use_cache=use_cache, output_hidden_states=output_hidden_states, return_dict=True,
+                            **kwargs)
+        raw = out.last_hidden_state
+        dropped = self.output_dropout(raw)
+        logits = self.decoder(dropped)
+
+        loss = lm_loss = ar_loss = tar_loss = None
+        if labels is not None:
+            labels = labels.to(logits.device).long()
+            batch, steps = logits.shape[:2]
+            if labels.dim() != 2 or labels.shape[0] != batch or labels.shape[1] not in (steps, steps + 1):
+                raise ValueError(f"labels shape {tuple(labels.shape)} must be (batch, time) = {(batch, steps)}, "
+                                 f"or (batch, time + 1) = {(batch, steps + 1)} with the token after the window")
+            # Position t predicts labels[t + 1]: with time + 1 labels (a window of a contiguous stream and the token
+            # after it, as hf_elmo.training.LMStreamDataset gives them) every position has a target.
+            scored = logits if labels.shape[1] == steps + 1 else logits[:, :-1]
+            lm_loss = F.cross_entropy(scored.float().reshape(-1, logits.shape[-1]),
+                                      labels[:, 1:].reshape(-1), ignore_index=-100)
+            loss = lm_loss
+            if self.training:
+                mask = None if attention_mask is None else attention_mask.to(raw.device).bool()
+                ar_loss, tar_loss = _activation_regularization(self.config, raw, dropped, mask)
+                loss = loss + ar_loss + tar_loss
+        result = AWDLSTMCausalLMOutput(
+            loss=loss, logits=logits, lm_loss=lm_loss, ar_loss=ar_loss, tar_loss=tar_loss, raw_output=raw,
+            dropped_output=dropped, hidden_states=out.hidden_states, dropped_hidden_states=out.dropped_hidden_states,
+            state=out.state,
+        )
+        return self._output(result, return_dict)
+
+
+def _activation_regularization(config: AWDLSTMConfig, raw: torch.Tensor, dropped: torch.Tensor,
+                               mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """fastai's RNNRegularizer: AR = α·mean(dropped²), TAR = β·mean((raw[:, t+1] − raw[:, t])²), in float32,
+    over the real tokens (pairs of consecutive real tokens for TAR) when a mask is given. (fastai skips TAR for a
+    batch of one row, its ``len(h) > 1`` testing the batch size; here it is skipped for sequences of one token.)"""
+    zero = raw.new_zeros((), dtype=torch.float32)
+    ar = tar = zero
+    if config.ar_alpha:
+        sq = dropped.float().pow(2)
+        if mask is None:
+            ar = sq.mean()
+        else:
+            ar = (sq * mask.unsqueeze(-1)).sum() / (mask.sum() * sq.shape[-1]).clamp_min(1)
+        ar = config.ar_alpha * ar
+    if config.tar_beta and raw.shape[1] > 1:
+        sq = (raw[:, 1:] - raw[:, :-1]).float().pow(2)
+        if mask is None:
+            tar = sq.mean()
+        else:
+            pair = (mask[:, 1:] & mask[:, :-1]).unsqueeze(-1)
+            tar = (sq * pair).sum() / (pair.sum() * sq.shape[-1]).clamp_min(1)
+        tar = config.tar_beta * tar
+    return ar, tar
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Classifier
+# --------------------------------------------------------------------------------------------------------------------
+class AWDLSTMHeadBlock(nn.Module):
+    """One block of fastai's ``PoolingLinearClassifier`` (``LinBnDrop``): BatchNorm1d → Dropout → Linear (without
+    bias in fastai 2, with one in fastai 1) → ReLU (not after the last block)."""
+
+    def __init__(self, n_in: int, n_out: int, p: float, relu: bool, bias: bool = False) -> None:
+        super().__init__()
+        self.batch_norm = nn.BatchNorm1d(n_in)
+        self.dropout = nn.Dropout(p)
+        self.linear = nn.Linear(n_in, n_out, bias=bias)
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.linear(self.dropout(self.batch_norm(x)))
+        return torch.relu(x) if self.relu else x
+
+
+class AWDLSTMClassificationHead(nn.Module):
+    """fastai's ``PoolingLinearClassifier`` layers: ``[3·emb_size] + classifier_hidden_sizes + [num_labels]``."""
+
+    def __init__(self, config: AWDLSTMConfig) -> None:
+        super().__init__()
+        dims = [config.classifier_input_size, *config.classifier_hidden_sizes, config.num_labels]
+        n = len(dims) - 1
+        self.layers = nn.ModuleList(
+            AWDLSTMHeadBlock(dims[k], dims[k + 1], p, relu=k < n - 1, bias=config.classifier_bias)
+            for k, p in enumerate(config.head_dropouts)
+        )
+        self.y_range = config.classifier_y_range
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        x = pooled
+        for block in self.layers:
+            x = block(x)
+        if self.y_range is not None:
+            low, high = self.y_range
+            x = torch.sigmoid(x) * (high - low) + low
+        return x
+
+
+class AWDLSTMForSequenceClassification(AWDLSTMPreTrainedModel):
+    """ULMFiT's classifier, fastai's ``get_text_classifier(AWD_LSTM, ...)``: ``SentenceEncoder`` +
+    ``PoolingLinearClassifier``.
+
+    Each document is read from its first real token in chunks of ``config.bptt`` tokens, the state carried from one
+    chunk to the next (and cut from the graph between chunks, as fastai does); the outputs of the chunks that start
+    within the last ``config.max_len`` tokens of the document are pooled as [last, max, mean] over its real tokens
+    (fastai's ``masked_concat_pool``) and go through the head (BatchNorm1d → Dropout → Linear (→ ReLU) blocks).
+    Chunks before those run without keeping a graph, so memory is bounded whatever the document's length.
+
+    Real tokens are given by ``attention_mask`` (any padding: left, right, or fastai's ``pad_input_chunk`` layout);
+    without one, tokens equal to ``pad_token_id`` are padding, as in fastai. A document's logits do not depend on
+    how its batch was padded. ``labels`` → cross-entropy, MSE (``num_labels == 1``) or BCE
+    (``problem_type="multi_label_classification"``); in training fastai's AR and TAR over the pooled window's
+    outputs are added (over its real tokens; fastai's means also count the padding positions of the batch).
+    """
+
+    # Eval mode only: chunks before the pooled ones are read this many tokens at a time (fewer, larger fused calls;
+    # the result does not depend on it).
+    PREFIX_BLOCK_TOKENS = 2048
+    _keys_to_ignore_on_load_unexpected = [r"^decoder\."]
+
+    def __init__(self, config: AWDLSTMConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.awd_lstm = AWDLSTMModel(config)
+        self.classifier = AWDLSTMClassificationHead(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.awd_lstm.embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.awd_lstm.embeddings = value
+
+    def layer_groups(self) -> list[list[nn.Module]]:
+        """ULMFiT's layer groups (as modules; fastai's ``awd_lstm_clas_split``), bottom to top: [embedding and its
+        dropout], [LSTM layer 0], ..., [LSTM layer n-1], [head]."""
+        return self.awd_lstm.layer_groups() + [[self.classifier]]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> AWDLSTMSequenceClassifierOutput | tuple:
+        for ignored in ("token_type_ids", "position_ids", "num_items_in_batch", "output_hidden_states",
+                        "output_attentions", "use_cache"):
+            kwargs.pop(ignored, None)
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}.forward got unexpected arguments: {sorted(kwargs)}")
+        if input_ids is None:
+            raise ValueError(f"{type(self).__name__} needs input_ids (batch, time)")
+        device = self.awd_lstm.embeddings.weight.device
+        input_ids = _check_input_ids(input_ids, self.config.vocab_size).to(device)
+        if attention_mask is not None:
+            mask = _check_mask(attention_mask, tuple(input_ids.shape)).to(device)
+        elif self.config.pad_token_id is not None:
+            mask = input_ids != self.config.pad_token_id
+        else:
+            mask = torch.ones_like(input_ids, dtype=torch.bool)
+        pooled, ar_loss, tar_loss = self.encode_documents(input_ids, mask)
+        logits = self.classifier(pooled)
+        loss = None
+        if labels is not None:
+            loss = _classification_loss(self.config, logits, labels.to(logits.device))
+            if self.training:
+                loss = loss + ar_loss + tar_loss
+        if not self.training:
+            ar_loss = tar_loss = None
+        result = AWDLSTMSequenceClassifierOutput(loss=loss, logits=logits, pooled_output=pooled, ar_loss=ar_loss,
+                                                 tar_loss=tar_loss)
+        return self._output(result, return_dict)
+
+    def encode_documents(self, input_ids: torch.Tensor, mask: torch.Tensor,
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """fastai's SentenceEncoder + masked_concat_pool, per document: returns the pooled [last, max, mean]
+        features (batch, 3·emb_size) and the AR and TAR terms over the pooled outputs."""
+        cfg, encoder = self.config, self.awd_lstm
+        batch, width = input_ids.shape
+        lengths = mask.sum(dim=1)
+        empty = (lengths == 0).nonzero().squeeze(1).tolist()
+        if empty:
+            raise ValueError(f"rows {empty} of the batch hold no real token (attention_mask all 0 / only padding)")
+        # Each document's real tokens first (compact layout), rows sorted by falling length: the rows still running
+        # at a chunk are then a prefix, as in fastai (whose pad_input_chunk layout makes that so).
+        positions = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        ids = input_ids.gather(1, positions)[order]
+        lens = lengths[order]
+        bptt = cfg.bptt
+        # first chunk that is pooled: the chunks starting within the last max_len tokens (fastai: sl - i <= max_len)
+        if cfg.max_len is None:
+            first_kept = torch.zeros_like(lens)
+        else:
+            first_kept = torch.div(lens - cfg.max_len + bptt - 1, bptt, rounding_mode="floor").clamp_min(0)
+        lens_l, first_kept_l = lens.tolist(), first_kept.tolist()
+        last_chunk = [(n - 1) // bptt for n in lens_l]
+        n_chunks = last_chunk[0] + 1
+
+        emb = cfg.emb_size
+        param = encoder.embeddings.weight
+        neg_inf = torch.tensor(float("-inf"), device=param.device, dtype=param.dtype)
+        sum_acc = param.new_zeros(batch, emb)
+        max_acc = neg_inf.expand(batch, emb)
+        last_acc = param.new_zeros(batch, emb)
+        count = lens.new_zeros(batch)
+        ar_sum = param.new_zeros((), dtype=torch.float32)
+        ar_n = 0
+        tar_sum = param.new_zeros((), dtype=torch.float32)
+        tar_n = 0
+        prev_out: torch.Tensor | None = None  # previous chunk's last output (for TAR across chunks)
+        prev_kept: torch.Tensor | None = None
+        regularize = self.training and (cfg.ar_alpha > 0 or cfg.tar_beta > 0)
+
+        state = encoder.zero_state(batch, param.device, param.dtype)
+        k = 0
+        while k < n_chunks:
+            n_act = sum(1 for n in lens_l if n > k * bptt)
+            state = [(h[:, :n_act].detach(), c[:, :n_act].detach()) for h, c in state]
+            kept_rows = [b for b in range(n_act) if first_kept_l[b] <= k]
+            if not kept_rows:
+                # Not pooled for any running row: no graph is kept (fastai detaches the state after every chunk).
+                # In eval, consecutive such chunks go in one call (one direction only: a backward direction reads
+                # each chunk from its end, as fastai's does, so its chunks cannot be merged).
+                end = k + 1
+                if not self.training and not cfg.bidirectional:
+                    limit = k + max(1, self.PREFIX_BLOCK_TOKENS // bptt)
+                    while (end < min(n_chunks, limit) and all(first_kept_l[b] > end for b in range(n_act))
+                           and sum(1 for n in lens_l if n > end * bptt) == n_act):
+                        end += 1
+                with torch.no_grad():
+                    x = encoder.embed(ids[:n_act, k * bptt : end * bptt], None)
+                    _, _, state = encoder.run_layers(x, state)
+                prev_out = None
+                k = end
+                continue
+
+            start = k * bptt
+            chunk = ids[:n_act, start : start + bptt]
+            width_k = chunk.shape[1]
+            pos = start + torch.arange(width_k, device=chunk.device)
+            real = pos.unsqueeze(0) < lens[:n_act].unsqueeze(1)
+            x = encoder.embed(chunk, None)
+            if cfg.bidirectional and not bool(real.all()):
+                # a document ends inside this chunk: its backward direction must start at its last real token
+                raw, _, state = encoder._run_packed(x, real, state)
+            else:
+                raw, _, state = encoder.run_layers(x, state)
+            out = raw[-1]  # (n_act, width_k, emb): the last layer has no dropout after it
+            keep = real & (first_kept[:n_act] <= k).unsqueeze(1)
+            keep_f = keep.unsqueeze(-1).to(out.dtype)
+
+            def pad_rows(t: torch.Tensor, fill: torch.Tensor | float = 0.0) -> torch.Tensor:
+                if n_act == batch:
+                    return t
+                rest = torch.full((batch - n_act, *t.shape[1:]), fill, device=t.device, dtype=t.dtype) \
+                    if not isinstance(fill, torch.Tensor) else fill.expand(batch - n_act, *t.shape[1:])
+                return torch.cat([t, rest])
+
+            sum_acc = sum_acc + pad_rows((out * keep_f).sum(dim=1))
+            max_acc = torch.maximum(max_acc, pad_rows(out.masked_fill(~keep.unsqueeze(-1), float("-inf")).amax(1),
+                                                      neg_inf))
+            count = count + pad_rows(keep.sum(dim=1))
+            ends_here = torch.tensor([last_chunk[b] == k for b in range(n_act)], device=out.device)
+            if bool(ends_here.any()):
+                idx = (lens[:n_act] - 1 - start).clamp(0, width_k - 1)
+                last = out[torch.arange(n_act, device=out.device), idx]
+                last_acc = torch.where(pad_rows(ends_here, False).unsqueeze(1), pad_rows(last), last_acc)
+            if regularize:
+                ar_sum = ar_sum + (out.float().pow(2) * keep_f).sum()
+                ar_n += int(keep.sum()) * emb
+                if width_k > 1:
+                    pair = (keep[:, 1:] & keep[:, :-1]).unsqueeze(-1)
+                    tar_sum = tar_sum + ((out[:, 1:] - out[:, :-1]).float().pow(2) * pair).sum()
+                    tar_n += int(pair.sum()) * emb
+                if prev_out is not None:
+                    pair = (prev_kept[:n_act] & keep[:, 0]).unsqueeze(-1)
+                    tar_sum = tar_sum + ((out[:, 0] - prev_out[:n_act]).float().pow(2) * pair).sum()
+                    tar_n += int(pair.sum()) * emb
+                prev_out, prev_kept = out[:, -1], keep[:, -1]
+            k += 1
+
+        mean = sum_acc / count.unsqueeze(1).to(sum_acc.dtype)
+        pooled_sorted = torch.cat([last_acc, max_acc, mean], dim=1)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(batch, device=order.device)
+        pooled = pooled_sorted[inverse]
+        ar = cfg.ar_alpha * ar_sum / max(ar_n, 1)
+        tar = cfg.tar_beta * tar_sum / max(tar_n, 1)
+        return pooled, ar, tar
+
+
+def _classification_loss(config: AWDLSTMConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The loss transformers' sequence classifiers use, chosen (and recorded) by ``config.problem_type``."""
+    if config.problem_type is None:
+        if config.num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int, torch.int16, torch.int8, torch.uint8):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    if config.problem_type == "regression":
+        if config.num_labels == 1:
+            return F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
+        return F.mse_loss(logits.float(), labels.float())
+    if config.problem_type == "single_label_classification":
+        return F.cross_entropy(logits.float().view(-1, config.num_labels), labels.long().view(-1))
+    return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
