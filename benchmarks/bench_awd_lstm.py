@@ -1,0 +1,130 @@
+"""AWD-LSTM language model speed at ULMFiT's size: training and evaluation tokens/s, float32 and bfloat16 autocast.
+
+Mirrors the reference measurement of ../shared/REFERENCE.md (fastai 2.8.12, vocab 60,000, batch 32, bptt 70, random
+ids): a training step is forward + cross-entropy + backward + Adam step (dropouts on, AR/TAR included as fastai's
+RNNRegularizer adds them); evaluation is the forward pass without grad. bfloat16 runs under
+``torch.autocast("cpu", torch.bfloat16)``, which is what the Trainer's ``bf16=True`` does. It also trains the same
+model twice from the same seed on real text (the standard library's docstrings), in float32 and under bf16 autocast,
+and prints how far apart the two loss curves are.
+
+    python benchmarks/bench_awd_lstm.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from hf_elmo.models.awd_lstm import AWDLSTMConfig, AWDLSTMForLanguageModeling, AWDLSTMTokenizer
+
+FASTAI_FLOAT32 = {"train": 491.0, "eval": 2573.0}  # tokens/s, REFERENCE.md
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def autocast(bf16: bool):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def make_model(vocab: int, seed: int = 0) -> AWDLSTMForLanguageModeling:
+    torch.manual_seed(seed)
+    return AWDLSTMForLanguageModeling(AWDLSTMConfig.for_language_model(vocab_size=vocab))
+
+
+def time_training(model, batch: torch.Tensor, steps: int, bf16: bool) -> float:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    model.train()
+
+    def step() -> None:
+        with autocast(bf16):
+            loss = model(input_ids=batch[:, :-1], labels=batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch[:, :-1].numel() / (time.perf_counter() - start)
+
+
+@torch.inference_mode()
+def time_eval(model, batch: torch.Tensor, steps: int, bf16: bool) -> float:
+    model.eval()
+    with autocast(bf16):
+        model(input_ids=batch[:, :-1])
+        start = time.perf_counter()
+        for _ in range(steps):
+            model(input_ids=batch[:, :-1])
+    return steps * batch[:, :-1].numel() / (time.perf_counter() - start)
+
+
+def loss_curves(steps: int, batch_size: int, bptt: int) -> tuple[list[float], list[float]]:
+    """The same seeded ULMFiT-size LM trained on the standard library's docstrings, float32 vs bf16 autocast."""
+    from hf_elmo.data.stdlib_corpus import stdlib_sentences
+
+    texts = stdlib_sentences()
+    tokenizer = AWDLSTMTokenizer.from_texts(texts, min_freq=2)
+    ids = torch.tensor([i for t in texts for i in tokenizer(t)["input_ids"]])
+    n = (ids.numel() - 1) // batch_size
+    rows = ids[: n * batch_size + 1]
+    curves = []
+    for bf16 in (False, True):
+        model = make_model(len(tokenizer.get_vocab()), seed=0).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, fused=True)
+        torch.manual_seed(1)
+        losses = []
+        for k in range(steps):
+            start = (k * bptt) % (n - bptt - 1)
+            x = torch.stack([rows[r * n + start : r * n + start + bptt + 1] for r in range(batch_size)])
+            with autocast(bf16):
+                loss = model(input_ids=x[:, :-1], labels=x).lm_loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+        curves.append(losses)
+    return curves[0], curves[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--vocab", type=int, default=60000)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--bptt", type=int, default=70)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--curve-steps", type=int, default=40, help="steps of the float32-vs-bf16 loss curves (0: skip)")
+    args = ap.parse_args()
+    print(f"# AWD-LSTM LM, ULMFiT size (400/1152/3), vocab {args.vocab}, batch {args.batch_size}, bptt {args.bptt}; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}")
+    batch = torch.randint(0, args.vocab, (args.batch_size, args.bptt + 1))
+    model = make_model(args.vocab)
+    for bf16 in (False, True):
+        name = "bf16 autocast" if bf16 else "float32"
+        train = time_training(model, batch, args.steps, bf16)
+        evaluate = time_eval(model, batch, args.steps, bf16)
+        print(f"{name:14s} train {train:7.0f} tokens/s ({train / FASTAI_FLOAT32['train']:.2f}x fastai float32)   "
+              f"eval {evaluate:7.0f} tokens/s ({evaluate / FASTAI_FLOAT32['eval']:.2f}x fastai float32)")
+    if args.curve_steps:
+        f32, bf = loss_curves(args.curve_steps, args.batch_size, args.bptt)
+        worst = max(abs(a - b) / a for a, b in zip(f32, bf))
+        print(f"loss curves over {args.curve_steps} steps: float32 {f32[0]:.3f} -> {f32[-1]:.3f}, "
+              f"bf16 {bf[0]:.3f} -> {bf[-1]:.3f}; largest relative gap {100 * worst:.2f}%")
+
+
+if __name__ == "__main__":
+    main()
