@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .commands import convert, embed, quickstart, run_guarded
+from .commands import convert, convert_awd_lstm, embed, export, quickstart, run_guarded, ulmfit
 
-COMMANDS = (embed, convert, quickstart)
+COMMANDS = (embed, convert, convert_awd_lstm, ulmfit, quickstart, export)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hf-elmo", description="ELMo as a Hugging Face transformers model.")
+    parser = argparse.ArgumentParser(
+        prog="hf-elmo", description="ELMo and ULMFiT/AWD-LSTM as Hugging Face transformers models."
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(subparsers)

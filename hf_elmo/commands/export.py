@@ -1,0 +1,70 @@
+"""``hf-elmo export``: a saved model folder or Hub repository → a folder holding its ONNX export.
+
+    hf-elmo export MODEL OUTPUT_DIR [--task TASK] [--fp16] [--optimize] [--quantize int8] [--opset N]
+                   [--external-data] [--push-to-hub REPO_ID [--private] [--revision REV]]
+
+The folder (``model.onnx``, ``config.json`` with an ``onnx`` section, the tokenizer, a model card) loads with
+``hf_elmo.onnx.OnnxModel.from_pretrained`` and can be pushed to the Hub as it is. Needs ``pip install "hf-elmo[onnx]"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from . import console_logging
+
+NAME = "export"
+HELP = "export a model (saved folder or Hub repository) to ONNX, for ONNX Runtime"
+# ELMo's tasks, for --help (which works without the onnx extras installed); export_onnx checks the task.
+TASKS = ("feature-extraction", "text-classification", "token-classification", "bidirectional-lm")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(NAME, help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
+    parser.add_argument("model", metavar="MODEL", help="a saved model folder or a Hub repository id")
+    parser.add_argument("output", metavar="OUTPUT_DIR", type=Path, help="folder to write (new or empty)")
+    parser.add_argument("--task", help="what to export, e.g. " + ", ".join(TASKS) + " for ELMo (default: the task of "
+                        "the model's class, from config.json)")
+    parser.add_argument("--fp16", action="store_true", help="float16 weights and activations (for GPUs)")
+    parser.add_argument("--optimize", action="store_true",
+                        help="save the model with ONNX Runtime's graph optimisations applied (CPU provider)")
+    parser.add_argument("--quantize", choices=("int8",), help="dynamic int8 quantisation of the weights")
+    parser.add_argument("--opset", type=int, help="ONNX opset (default: 20; at least 18)")
+    parser.add_argument("--external-data", action="store_true",
+                        help="weights in a separate file beside the graph (default: only above ~2 GB)")
+    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload the folder to this Hub repository")
+    parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
+    parser.add_argument("--revision", metavar="REV", help="Hub branch to push to (created when missing)")
+    parser.add_argument("--model-name", help="title of the model card")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from ..onnx import export_onnx
+    except ImportError as e:
+        raise ValueError(str(e)) from e  # reported as one line: the extras to install
+    if args.revision and not args.push_to_hub:
+        raise ValueError("--revision only applies with --push-to-hub")
+    if args.private and not args.push_to_hub:
+        raise ValueError("--private only applies with --push-to-hub")
+    with console_logging():
+        path = export_onnx(
+            args.model,
+            args.output,
+            task=args.task,
+            fp16=args.fp16,
+            optimize=args.optimize,
+            quantize=args.quantize,
+            opset=args.opset,
+            external_data=True if args.external_data else None,
+            push_to_hub=args.push_to_hub,
+            private=args.private,
+            revision=args.revision,
+            model_name=args.model_name,
+        )
+    print(f"Wrote the ONNX export to {path}")
+    return 0

@@ -1,0 +1,207 @@
+"""The ONNX exporter configuration of ELMo (``model_type="elmo"``) and its dummy character-id inputs.
+
+Inputs: ``input_ids`` (batch, words, max_characters_per_token) int64 character ids and ``attention_mask`` (batch,
+words) int64, both dynamic in batch and words. Outputs by task:
+
+| task | class | outputs |
+|---|---|---|
+| ``feature-extraction`` | ``ElmoModel`` | ``last_hidden_state``, ``hidden_states.0`` … ``hidden_states.{L}`` (*) |
+| ``text-classification`` | ``ElmoForSequenceClassification`` | ``logits`` (batch, num_labels) |
+| ``token-classification`` | ``ElmoForTokenClassification`` | ``logits`` (batch, words, num_labels) |
+| ``bidirectional-lm`` | ``ElmoForLanguageModeling`` | ``logits`` (batch, words, 2, vocab_size) |
+
+(*) and ``elmo_representations.{k}`` when there are several scalar mixes; ``L`` = n_layers.
+
+``bidirectional-lm`` is a custom task: the biLM predicts the next word (forward) and the previous word (backward) at
+every position, which is neither optimum's ``text-generation`` (a causal LM, one prediction per position, generated
+from) nor ``fill-mask`` (a masked LM). The exported graph is stateless (each call starts from zero LSTM states).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from optimum.utils.input_generators import DEFAULT_DUMMY_SHAPES, DTYPE_MAPPER, DummyInputGenerator
+from optimum.utils.normalized_config import NormalizedConfig
+from transformers.modeling_outputs import ModelOutput
+
+from ..models.elmo.tokenization_elmo import BOW_CHAR, EOW_CHAR, PAD_CHAR
+from .config import HfElmoOnnxConfig, register_onnx_config
+
+ELMO_TASKS = ("feature-extraction", "text-classification", "token-classification", "bidirectional-lm")
+
+
+class ElmoNormalizedConfig(NormalizedConfig):
+    """optimum's normalised view of an ``ElmoConfig``."""
+
+    HIDDEN_SIZE = "hidden_size"
+    NUM_LAYERS = "n_layers"
+    N_CHARACTERS = "n_characters"
+    MAX_CHARACTERS_PER_TOKEN = "max_characters_per_token"
+    VOCAB_SIZE = "vocab_size"
+    NUM_LABELS = "num_labels"
+
+
+class ElmoDummyInputGenerator(DummyInputGenerator):
+    """Valid ELMo inputs: ``input_ids`` (batch, words, max_characters_per_token) laid out as ``ElmoTokenizer`` writes
+    them (begin-of-word, the bytes of a random lower-case word, end-of-word, padding characters; all ids in
+    [0, n_characters)), all-zero rows at padded positions, and the matching ``attention_mask`` (batch, words).
+
+    The first row is ``sequence_length`` words long, the others have random lengths (at least one word), padded on
+    ``padding_side``. Both inputs are drawn once, from ``seed``, so that the two ``generate`` calls agree.
+    """
+
+    SUPPORTED_INPUT_NAMES = ("input_ids", "attention_mask")
+
+    def __init__(
+        self,
+        task: str,
+        normalized_config: NormalizedConfig,
+        batch_size: int = DEFAULT_DUMMY_SHAPES["batch_size"],
+        sequence_length: int = DEFAULT_DUMMY_SHAPES["sequence_length"],
+        padding_side: str = "right",
+        seed: int = 0,
+        max_word_length: int = 10,
+        **kwargs: Any,
+    ) -> None:
+        if batch_size < 0 or sequence_length < 0:
+            raise ValueError(f"batch_size and sequence_length must be >= 0, got {batch_size}, {sequence_length}")
+        if padding_side not in ("right", "left"):
+            raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+        self.task = task
+        self.normalized_config = normalized_config
+        self.batch_size = batch_size
+        self.sequence_length = sequence_length
+        self.padding_side = padding_side
+        chars = int(normalized_config.max_characters_per_token)
+        n_characters = int(normalized_config.n_characters)
+        if n_characters <= PAD_CHAR + 1:
+            raise ValueError(f"ELMo character ids reach {PAD_CHAR + 1}, but n_characters is {n_characters}")
+        rng = np.random.default_rng(seed)
+        lengths = rng.integers(1, max(sequence_length, 1) + 1, size=batch_size)
+        if batch_size:
+            lengths[0] = sequence_length
+        lengths = np.minimum(lengths, sequence_length)
+        ids = np.zeros((batch_size, sequence_length, chars), dtype=np.int64)
+        mask = np.zeros((batch_size, sequence_length), dtype=np.int64)
+        longest = max(1, min(max_word_length, chars - 2))
+        for row, n in enumerate(lengths):
+            positions = range(n) if padding_side == "right" else range(sequence_length - n, sequence_length)
+            for pos in positions:
+                word = rng.integers(ord("a"), ord("z") + 1, size=int(rng.integers(1, longest + 1)))
+                char_ids = np.full(chars, PAD_CHAR, dtype=np.int64)
+                char_ids[0] = BOW_CHAR
+                char_ids[1 : 1 + len(word)] = word
+                char_ids[1 + len(word)] = EOW_CHAR
+                ids[row, pos] = char_ids + 1  # the tokenizer's ids are the original ones + 1 (0: no word)
+                mask[row, pos] = 1
+        self._arrays = {"input_ids": ids, "attention_mask": mask}
+
+    def generate(self, input_name: str, framework: str = "pt", int_dtype: str = "int64", float_dtype: str = "fp32"):
+        if input_name not in self._arrays:
+            raise ValueError(f"{type(self).__name__} does not generate {input_name!r}")
+        array = self._arrays[input_name]
+        if framework == "pt":
+            return torch.from_numpy(array.copy()).to(DTYPE_MAPPER.pt(int_dtype))
+        if framework == "np":
+            return array.astype(DTYPE_MAPPER.np(int_dtype))
+        raise ValueError(f"unsupported framework {framework!r}: 'pt' or 'np'")
+
+
+@register_onnx_config("elmo", *ELMO_TASKS)
+class ElmoOnnxConfig(HfElmoOnnxConfig):
+    """ONNX export of ELMo: the biLM and its heads, traced through the model's scan-based graph path (each biLSTM
+    layer becomes one ONNX ``Scan`` over the words, both directions in the same loop)."""
+
+    MODEL_TYPE = "elmo"
+    NORMALIZED_CONFIG_CLASS = ElmoNormalizedConfig
+    DUMMY_INPUT_GENERATOR_CLASSES = (ElmoDummyInputGenerator,)
+    TASK_TO_MODEL_CLASS = {
+        "feature-extraction": "hf_elmo.models.elmo.modeling_elmo:ElmoModel",
+        "text-classification": "hf_elmo.models.elmo.modeling_elmo:ElmoForSequenceClassification",
+        "token-classification": "hf_elmo.models.elmo.modeling_elmo:ElmoForTokenClassification",
+        "bidirectional-lm": "hf_elmo.models.elmo.modeling_elmo:ElmoForLanguageModeling",
+    }
+    CUSTOM_TASKS = ("bidirectional-lm",)
+    PIPELINE_TAGS = {
+        "feature-extraction": "feature-extraction",
+        "text-classification": "text-classification",
+        "token-classification": "token-classification",
+        "bidirectional-lm": None,  # no Hub pipeline for a bidirectional LM
+    }
+
+    @property
+    def inputs(self) -> dict[str, dict[int, str]]:
+        words = {0: self.BATCH_AXIS, 1: self.SEQUENCE_AXIS}
+        return {"input_ids": dict(words), "attention_mask": dict(words)}
+
+    @property
+    def outputs(self) -> dict[str, dict[int, str]]:
+        words = {0: self.BATCH_AXIS, 1: self.SEQUENCE_AXIS}
+        if self.task == "feature-extraction":
+            outputs = {"last_hidden_state": dict(words)}
+            outputs.update({f"hidden_states.{i}": dict(words) for i in range(self._config.n_layers + 1)})
+            if self._config.num_output_representations > 1:
+                outputs.update({f"elmo_representations.{k}": dict(words)
+                                for k in range(self._config.num_output_representations)})
+            return outputs
+        if self.task == "text-classification":
+            return {"logits": {0: self.BATCH_AXIS}}
+        return {"logits": dict(words)}  # token-classification, bidirectional-lm
+
+    def model_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"return_dict": True}
+        if self.task == "feature-extraction":
+            kwargs["output_hidden_states"] = True
+        return kwargs
+
+    def output_class(self) -> type[ModelOutput]:
+        from ..models.elmo.modeling_elmo import ElmoClassifierOutput, ElmoLanguageModelingOutput, ElmoModelOutput
+
+        if self.task == "feature-extraction":
+            return ElmoModelOutput
+        if self.task == "bidirectional-lm":
+            return ElmoLanguageModelingOutput
+        return ElmoClassifierOutput
+
+    def build_output(self, named: dict[str, Any]) -> ModelOutput:
+        output = super().build_output(named)
+        if self.task == "feature-extraction" and output.get("elmo_representations") is None:
+            output["elmo_representations"] = (output["last_hidden_state"],)  # as the PyTorch model returns it
+        return output
+
+    def prepare_inputs(self, input_ids: np.ndarray, attention_mask: np.ndarray | None) -> dict[str, np.ndarray]:
+        """As the PyTorch model checks them: integer character ids (batch, words, max_characters_per_token) in
+        [0, n_characters); the mask (batch, words), or the words that are not all-zero when there is none."""
+        cfg = self._config
+        chars = cfg.max_characters_per_token
+        if input_ids.dtype == np.bool_ or not np.issubdtype(input_ids.dtype, np.integer):
+            raise TypeError(f"input_ids must hold integer character ids, got dtype {input_ids.dtype}")
+        if input_ids.ndim != 3 or input_ids.shape[-1] != chars:
+            raise ValueError(
+                f"input_ids must have shape (batch, words, max_characters_per_token={chars}) as ElmoTokenizer "
+                f"returns it, got {tuple(input_ids.shape)}"
+            )
+        batch, width = input_ids.shape[:2]
+        if attention_mask is None:
+            mask = (input_ids != 0).any(axis=-1)
+        else:
+            if tuple(attention_mask.shape) != (batch, width):
+                raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} does not match input_ids' "
+                                 f"(batch, words) = {(batch, width)}")
+            if not (attention_mask.dtype == np.bool_ or np.issubdtype(attention_mask.dtype, np.number)):
+                raise TypeError(f"attention_mask must be numeric or boolean, got dtype {attention_mask.dtype}")
+            mask = attention_mask != 0
+        if input_ids.size:
+            lo, hi = int(input_ids.min()), int(input_ids.max())
+            if lo < 0 or hi >= cfg.n_characters:
+                raise ValueError(f"character ids must lie in [0, {cfg.n_characters}), got values in [{lo}, {hi}]")
+        return {"input_ids": np.ascontiguousarray(input_ids, dtype=np.int64),
+                "attention_mask": np.ascontiguousarray(mask, dtype=np.int64)}
+
+    def default_tokenizer(self) -> Any:
+        from ..models.elmo.tokenization_elmo import ElmoTokenizer
+
+        return ElmoTokenizer(max_characters_per_token=self._config.max_characters_per_token)
