@@ -558,7 +558,9 @@ class AWDLSTMForLanguageModeling(AWDLSTMPreTrainedModel, GenerationMixin):
                             **kwargs)
         raw = out.last_hidden_state
         dropped = self.output_dropout(raw)
-        logits = self.decoder(dropped)
+        # 2-D product: a 3-D input under CPU autocast becomes a bmm that copies the (vocab × emb) weight once per
+        # batch row (a second per batch at ULMFiT's size)
+        logits = self.decoder(dropped.reshape(-1, dropped.shape[-1])).view(*dropped.shape[:-1], -1)
 
         loss = lm_loss = ar_loss = tar_loss = None
         if labels is not None:
