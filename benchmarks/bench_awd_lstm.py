@@ -14,25 +14,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import platform
 import time
 from pathlib import Path
 
 import torch
+from machine import cpu_name
 
 from hf_elmo.models.awd_lstm import AWDLSTMConfig, AWDLSTMForLanguageModeling, AWDLSTMTokenizer
 
 FASTAI_FLOAT32 = {"train": 491.0, "eval": 2573.0}  # tokens/s, REFERENCE.md
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def autocast(bf16: bool):

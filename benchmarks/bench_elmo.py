@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from machine import cpu_name
 
 from hf_elmo import ElmoConfig, ElmoModel, ElmoTokenizer
 from hf_elmo.conversion.allennlp_elmo import load_elmo_weights
@@ -87,14 +87,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     print(f"# ElmoModel {args.size}, batch {args.batch_size}, {args.batches} batches, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {cpu}")
     reference = ALLENNLP_TOKENS_PER_S.get(args.size)

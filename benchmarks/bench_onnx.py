@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+from machine import cpu_name
 
 from bench_elmo import load, sentences  # benchmarks/bench_elmo.py, beside this script
 from hf_elmo import ElmoTokenizer
@@ -83,14 +83,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     print(f"# ElmoModel {args.size}, batch {args.batch_size}, {args.batches} batches, best of {args.rounds} rounds, "
           f"torch {torch.__version__}, "
           f"onnxruntime {ort.__version__}, {threads} threads, {cpu}")
