@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
-from pathlib import Path
 
 import torch
 from machine import cpu_name
