@@ -79,3 +79,21 @@ def test_elmo_lm_trains_the_same_under_torchrun_ddp(tmp_path):
         assert math.isclose(x, y, rel_tol=1e-5), f"step {step}: single-process loss {x} vs DDP loss {y}\n{a}\n{b}"
     for step, (x, y) in enumerate(zip(single["grad_norms"], ddp["grad_norms"]), 1):
         assert math.isclose(x, y, rel_tol=1e-4), f"step {step}: grad norm {x} vs {y}"
+
+
+@pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                    reason="torch.distributed with the gloo backend is not available in this torch build")
+def test_stateful_awd_lstm_stream_trains_the_same_under_torchrun_ddp(tmp_path):
+    """StatefulLMTrainer under DDP: each process continues its own rows of the stream (state carried), and the
+    result is the one-process run's."""
+    script = SCRIPT.parent / "train_awd_lm_stream.py"
+    single_out, ddp_out = tmp_path / "single", tmp_path / "ddp"
+    single = _run([sys.executable, str(script), str(single_out), "--batch-size", str(2 * B)], single_out)
+    ddp = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+                str(script), str(ddp_out), "--batch-size", str(B)], ddp_out)
+    assert single["world_size"] == 1 and ddp["world_size"] == 2
+    a, b = single["losses"], ddp["losses"]
+    assert len(a) == len(b) > 2 and a[-1] < a[0]
+    for step, (x, y) in enumerate(zip(a, b), 1):
+        assert math.isclose(x, y, rel_tol=1e-5), f"step {step}: single-process loss {x} vs DDP loss {y}\n{a}\n{b}"

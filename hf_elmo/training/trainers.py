@@ -92,16 +92,15 @@ class StatefulLMTrainer(Trainer):
     The batches must continue each other row by row: give it an :class:`~hf_elmo.training.data.LMStreamDataset`
     whose ``batch_size`` equals ``per_device_train_batch_size`` (``per_device_eval_batch_size`` for evaluation; use
     ``jitter=False, shuffle=False`` there). Any other dataset is read in order (no shuffling), so its items must
-    already be in stream order. Gradient accumulation works (micro-batches are consecutive windows); one process only.
+    already be in stream order. Gradient accumulation works (micro-batches are consecutive windows).
+
+    Under DDP (``torchrun``/``accelerate launch``) give the training stream ``per_device_train_batch_size × world
+    size`` rows: accelerate hands process ``r`` rows ``r·B … (r+1)·B − 1`` of every window, so each process continues
+    its own rows. Evaluation with a carried state runs on one process only.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.args.world_size > 1:
-            raise ValueError(
-                "StatefulLMTrainer runs on one process: the stream's rows are not split between processes, so "
-                "each process would not continue its own rows"
-            )
         self._lm_states: dict[str, tuple[int, Any]] = {}
         self.add_callback(_ResetStateEachEpoch(self))
 
@@ -118,10 +117,12 @@ class StatefulLMTrainer(Trainer):
         return None if entry is None else entry[1]
 
     def _check_stream(self, dataset: Any, batch_size: int, argument: str) -> None:
-        if isinstance(dataset, LMStreamDataset) and dataset.batch_size != batch_size:
+        world = self.args.world_size
+        if isinstance(dataset, LMStreamDataset) and dataset.batch_size != batch_size * world:
+            across = f" × {world} processes" if world > 1 else ""
             raise ValueError(
                 f"the LMStreamDataset has {dataset.batch_size} rows per batch but {argument} gives batches of "
-                f"{batch_size}: they must be equal, or the batches would not continue each other"
+                f"{batch_size}{across}: they must be equal, or the batches would not continue each other"
             )
 
     def _get_train_sampler(self, train_dataset: Dataset | None = None) -> torch.utils.data.Sampler | None:
@@ -140,6 +141,11 @@ class StatefulLMTrainer(Trainer):
             dataset = self.eval_dataset[dataset]
         elif dataset is None:
             dataset = self.eval_dataset
+        if self.args.world_size > 1:
+            raise ValueError(
+                "StatefulLMTrainer evaluates on one process: at the end of an evaluation stream the processes' "
+                "batches would be padded or repeated, breaking the rows' continuity; evaluate after training instead"
+            )
         self._check_stream(dataset, self.args.eval_batch_size, "per_device_eval_batch_size")
         return super().get_eval_dataloader(eval_dataset)
 
