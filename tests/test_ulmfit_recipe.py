@@ -108,3 +108,31 @@ def test_ulmfit_command_reports_a_missing_column(tmp_path, capsys):
     status = main(["ulmfit", "--train", str(tmp_path / "train.csv"), "--label-column", "topic", "--scratch"])
     assert status == 1
     assert "no column 'topic'" in capsys.readouterr().err
+
+
+def test_adapting_a_pretrained_vocabulary_keeps_what_the_lm_knows():
+    """fastai's match_embeds: known tokens keep their rows and biases, so their logits are unchanged; new tokens
+    start from the mean embedding."""
+    from hf_elmo import AWDLSTMConfig, AWDLSTMForLanguageModeling, AWDLSTMTokenizer
+    from hf_elmo.training.ulmfit import adapt_vocabulary
+
+    old_texts = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog"]
+    tokenizer = AWDLSTMTokenizer.from_texts(old_texts, min_freq=1)
+    torch.manual_seed(0)
+    lm = AWDLSTMForLanguageModeling(AWDLSTMConfig.for_language_model(
+        vocab_size=len(tokenizer.itos), emb_size=8, hidden_size=12, num_layers=2)).eval()
+    with torch.no_grad():
+        lm.decoder.bias.normal_()
+    new_lm, new_tok = adapt_vocabulary(lm, tokenizer, ["the bird sat on the cat", "a bird and a cat"], min_freq=1)
+    new_lm.eval()
+    assert "bird" in new_tok.itos and "bird" not in tokenizer.itos and "mat" not in new_tok.itos
+    text = "the cat sat on the"
+    with torch.no_grad():
+        old = lm(**tokenizer(text, return_tensors="pt")).logits[0]
+        new = new_lm(**new_tok(text, return_tensors="pt")).logits[0]
+    for word in ("the", "cat", "sat", "on", "a"):
+        o, n = tokenizer.itos.index(word), new_tok.itos.index(word)
+        torch.testing.assert_close(new[:, n], old[:, o], rtol=0, atol=1e-6)
+    emb = new_lm.get_input_embeddings().weight
+    torch.testing.assert_close(emb[new_tok.itos.index("bird")], lm.get_input_embeddings().weight.mean(0))
+    assert new_lm.get_output_embeddings().weight.data_ptr() == emb.data_ptr()  # still tied

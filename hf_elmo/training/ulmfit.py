@@ -80,6 +80,46 @@ def encode_documents(tokenizer: AWDLSTMTokenizer, texts: Sequence[str]) -> list[
     return [tokenizer(text)["input_ids"] for text in texts]
 
 
+@torch.no_grad()
+def adapt_vocabulary(lm: AWDLSTMForLanguageModeling, tokenizer: AWDLSTMTokenizer, texts: Sequence[str],
+                     min_freq: int = 3, max_vocab: int = 60000
+                     ) -> tuple[AWDLSTMForLanguageModeling, AWDLSTMTokenizer]:
+    """fastai's vocabulary adaptation for fine-tuning a pretrained LM on a new corpus (``match_embeds``): the
+    vocabulary is rebuilt from ``texts``; a token the pretrained vocabulary knows keeps its embedding row and decoder
+    bias, a new token starts from the mean row and the mean bias. Returns the new LM (tied as the old one) and its
+    tokenizer; the pretrained model is left unchanged."""
+    new_itos = AWDLSTMTokenizer.build_vocab(texts, min_freq=min_freq, max_vocab=max_vocab,
+                                            replace_space=getattr(tokenizer, "replace_space", False))
+    old_index = {token: i for i, token in reversed(list(enumerate(tokenizer.itos)))}  # first occurrence wins
+    old_weight = lm.get_input_embeddings().weight
+    rows = torch.tensor([old_index.get(t, -1) for t in new_itos])
+    known = rows >= 0
+    weight = old_weight.mean(0, keepdim=True).repeat(len(new_itos), 1)
+    weight[known] = old_weight[rows[known]]
+    cfg = lm.config.to_dict()
+    for key in ("architectures", "auto_map", "transformers_version", "model_type", "dtype", "torch_dtype"):
+        cfg.pop(key, None)
+    cfg["vocab_size"] = len(new_itos)
+    new_lm = AWDLSTMForLanguageModeling(AWDLSTMConfig(**cfg))
+    state = {k: v for k, v in lm.state_dict().items() if not k.startswith(("decoder.", "awd_lstm.embeddings."))}
+    missing, unexpected = new_lm.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith(("decoder.", "awd_lstm.embeddings.")) for k in missing), missing
+    new_lm.get_input_embeddings().weight.copy_(weight)
+    if not new_lm.config.tie_weights:
+        old_decoder = lm.get_output_embeddings().weight
+        dec = old_decoder.mean(0, keepdim=True).repeat(len(new_itos), 1)
+        dec[known] = old_decoder[rows[known]]
+        new_lm.get_output_embeddings().weight.copy_(dec)
+    if lm.decoder.bias is not None:
+        bias = lm.decoder.bias.mean().repeat(len(new_itos))
+        bias[known] = lm.decoder.bias[rows[known]]
+        new_lm.decoder.bias.copy_(bias)
+    new_tokenizer = AWDLSTMTokenizer(itos=new_itos, replace_space=getattr(tokenizer, "replace_space", False))
+    logger.info("vocabulary adapted: %d tokens, %d of them new (initialised to the mean embedding)",
+                len(new_itos), int((~known).sum()))
+    return new_lm, new_tokenizer
+
+
 def train_language_model(model: AWDLSTMForLanguageModeling, documents: list[list[int]], settings: UlmfitSettings,
                          output_dir: Path, lr: float | None = None, epochs: int | None = None) -> dict[str, float]:
     """Stages 1 and 2: the LM over the contiguous stream of ``documents``, state carried between batches,
@@ -162,7 +202,7 @@ def run_ulmfit(
     max_vocab: int = 60000,
 ) -> UlmfitResult:
     """The three stages. Stage 1 is either a pretrained LM (``pretrained``: a folder or Hub id of an
-    AWDLSTMForLanguageModeling) or an LM trained from scratch on ``pretraining_texts`` (with a vocabulary built from
+    AWDLSTMForLanguageModeling, whose vocabulary is adapted to the task's texts as fastai does) or an LM trained from scratch on ``pretraining_texts`` (with a vocabulary built from
     them and the task's texts; ``scratch_config`` sets the sizes). Stage 2 fine-tunes it on the task's texts (train
     and, without their labels, validation), stage 3 trains the classifier. Returns both models and the metrics
     (validation accuracy when validation data is given)."""
@@ -173,8 +213,9 @@ def run_ulmfit(
         out = Path(output_dir) if output_dir is not None else Path(tmp)
         task_texts = list(train_texts) + list(valid_texts or [])
         if pretrained is not None:
-            tokenizer = AWDLSTMTokenizer.from_pretrained(pretrained)
-            lm = AWDLSTMForLanguageModeling.from_pretrained(pretrained)
+            lm, tokenizer = adapt_vocabulary(AWDLSTMForLanguageModeling.from_pretrained(pretrained),
+                                             AWDLSTMTokenizer.from_pretrained(pretrained), task_texts,
+                                             min_freq=min_freq, max_vocab=max_vocab)
             metrics: dict[str, float] = {}
         else:
             corpus = list(pretraining_texts or []) + task_texts
