@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
+from clean_process import BLOCK_HF_ELMO
 from awd_lstm_testing import REPO, TF457_PYTHON, no_dropout, one_thread, tiny_config, tiny_model
 from hf_elmo import (
     AWDLSTMConfig,
@@ -408,28 +409,8 @@ def test_generate_is_the_greedy_loop_over_the_state():
 # --------------------------------------------------------------------------------------------------------------------
 # Remote code where hf_elmo is not installed
 # --------------------------------------------------------------------------------------------------------------------
-CHILD = textwrap.dedent(
+CHILD = BLOCK_HF_ELMO + textwrap.dedent(
     r'''
-    import importlib.abc, json, sys
-    from pathlib import Path
-
-
-    class _NotInstalled(importlib.abc.MetaPathFinder):
-        """Makes this process one where hf_elmo is not installed, however this machine has it installed."""
-
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_elmo" or name.startswith("hf_elmo."):
-                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-            return None
-
-
-    sys.meta_path.insert(0, _NotInstalled())
-    try:
-        import hf_elmo  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("hf_elmo is importable in the clean process")
 
     import numpy as np
     import torch

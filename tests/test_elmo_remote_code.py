@@ -16,6 +16,7 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification, AutoTokenizer
 
+from clean_process import BLOCK_HF_ELMO
 from conftest import REPO, randomize_, tiny_config
 from hf_elmo import (
     ElmoForLanguageModeling,
@@ -130,29 +131,8 @@ def test_in_process_auto_classes_load_the_folders(saved):
 # ----------------------------------------------------------------------------------------------------------------
 # Loading in a process that cannot import hf_elmo
 # ----------------------------------------------------------------------------------------------------------------
-CHILD = textwrap.dedent(
+CHILD = BLOCK_HF_ELMO + textwrap.dedent(
     r'''
-    import importlib.abc, json, sys
-    from pathlib import Path
-
-
-    class _NotInstalled(importlib.abc.MetaPathFinder):
-        """Makes this process one where hf_elmo is not installed, however this machine has it installed
-        (the development install is an editable one that every interpreter of its virtualenv would find)."""
-
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_elmo" or name.startswith("hf_elmo."):
-                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-            return None
-
-
-    sys.meta_path.insert(0, _NotInstalled())
-    try:
-        import hf_elmo  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("hf_elmo is importable in the clean process")
 
     import numpy as np
     import torch

@@ -21,6 +21,7 @@ import pytest
 import torch
 from huggingface_hub import scan_cache_dir, try_to_load_from_cache
 
+from clean_process import BLOCK_HF_ELMO
 import awd_lstm_testing
 from conftest import randomize_ as elmo_randomize_
 from conftest import tiny_config as elmo_tiny_config
@@ -80,33 +81,8 @@ def lay_out_as_hub_cache(folder: Path, hub_cache: Path, repo_id: str) -> str:
     return commit
 
 
-CHILD = textwrap.dedent(
+CHILD = BLOCK_HF_ELMO + textwrap.dedent(
     r'''
-    import importlib.abc, json, sys
-    from pathlib import Path
-
-    BLOCKED = []
-
-
-    class _NotInstalled(importlib.abc.MetaPathFinder):
-        """Makes this process one where hf_elmo is not installed (the development install is an editable one that
-        every interpreter of its virtualenv would find)."""
-
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_elmo" or name.startswith("hf_elmo."):
-                BLOCKED.append(name)
-                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-            return None
-
-
-    sys.meta_path.insert(0, _NotInstalled())
-    try:
-        import hf_elmo  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("hf_elmo is importable in the clean process")
-    BLOCKED.clear()
 
     import traceback
 

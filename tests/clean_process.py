@@ -1,0 +1,39 @@
+"""The start of a child-process script that runs as if hf_elmo were not installed (the development install is an
+editable one that every interpreter of its virtualenv would find), for the remote-code tests.
+
+``BLOCK_HF_ELMO`` refuses every ``hf_elmo`` import, checks that ``import hf_elmo`` fails, and then records in
+``BLOCKED`` any later attempt to import it (a test can assert the list stays empty).
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+BLOCK_HF_ELMO = textwrap.dedent(
+    r'''
+    import importlib.abc, json, sys
+    from pathlib import Path
+
+    BLOCKED = []
+
+
+    class _NotInstalled(importlib.abc.MetaPathFinder):
+        """Makes this process one where hf_elmo is not installed, however this machine has it installed."""
+
+        def find_spec(self, name, path=None, target=None):
+            if name == "hf_elmo" or name.startswith("hf_elmo."):
+                BLOCKED.append(name)
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return None
+
+
+    sys.meta_path.insert(0, _NotInstalled())
+    try:
+        import hf_elmo  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("hf_elmo is importable in the clean process")
+    BLOCKED.clear()
+    '''
+)
