@@ -62,3 +62,14 @@ def console_logging(level: int = logging.INFO) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+
+
+def standalone_main(add_arguments: Callable[[argparse.ArgumentParser], None],
+                    run: Callable[[argparse.Namespace], int], help_text: str,
+                    argv: list[str] | None = None, prog: str | None = None) -> int:
+    """A command as its own script (the conversion scripts): parses ``argv`` with the command's arguments and runs it
+    as ``hf-elmo`` would; returns the exit status."""
+    parser = argparse.ArgumentParser(prog=prog, description=help_text[0].upper() + help_text[1:] + ".")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return run_guarded(run, args, parser.prog)

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import console_logging, run_guarded
+from . import console_logging, standalone_main
 
 NAME = "convert-elmo"
 HELP = "convert an original ELMo (bilm-tf / AllenNLP options.json + weights.hdf5) into a transformers folder"
@@ -62,7 +62,4 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Standalone entry point (the conversion script): parses ``argv`` and converts; returns the exit status."""
-    parser = argparse.ArgumentParser(prog=prog, description=HELP[0].upper() + HELP[1:] + ".")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    return run_guarded(run, args, parser.prog)
+    return standalone_main(add_arguments, run, HELP, argv, prog)

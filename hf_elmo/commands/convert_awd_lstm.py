@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import console_logging, run_guarded
+from . import console_logging, standalone_main
 
 NAME = "convert-awd-lstm"
 HELP = "convert a fastai AWD-LSTM (ULMFiT language model or text classifier, v1 or v2) into a transformers folder"
@@ -82,7 +82,4 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Standalone entry point (the conversion script): parses ``argv`` and converts; returns the exit status."""
-    parser = argparse.ArgumentParser(prog=prog, description=HELP[0].upper() + HELP[1:] + ".")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    return run_guarded(run, args, parser.prog)
+    return standalone_main(add_arguments, run, HELP, argv, prog)
