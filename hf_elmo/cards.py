@@ -233,13 +233,22 @@ def render_awd_lstm_card(
 # ONNX exports (hf_elmo.onnx.export_onnx)
 # --------------------------------------------------------------------------------------------------------------------
 # model_type -> the card template of its ONNX exports
-ONNX_TEMPLATES = {"elmo": "elmo_onnx.md"}
+ONNX_TEMPLATES = {"elmo": "elmo_onnx.md", "awd_lstm": "awd_lstm_onnx.md"}
+# model_type -> the family's name in card titles
+_ONNX_FAMILY_NAMES = {"elmo": "ELMo", "awd_lstm": "AWD-LSTM"}
 
 _ONNX_DESCRIPTIONS = {
-    "feature-extraction": "biLM, whose layers are contextual word vectors",
-    "text-classification": "text classifier",
-    "token-classification": "token classifier",
-    "bidirectional-lm": "bidirectional language model",
+    "elmo": {
+        "feature-extraction": "biLM, whose layers are contextual word vectors",
+        "text-classification": "text classifier",
+        "token-classification": "token classifier",
+        "bidirectional-lm": "bidirectional language model",
+    },
+    "awd_lstm": {
+        "feature-extraction": "encoder, whose last layer gives contextual token vectors",
+        "text-generation": "language model",
+        "text-classification": "text classifier",
+    },
 }
 
 _ONNX_DTYPES = {
@@ -285,14 +294,55 @@ _ELMO_ONNX_TASKS = {
 }
 
 
+_AWD_LSTM_ONNX_TASKS = {
+    # task: (what the model is, what its outputs are, the lines that read them: hf_elmo, plain onnxruntime)
+    "feature-extraction": (
+        "encoder",
+        "`last_hidden_state` `(batch, tokens, {emb_size})` is the last LSTM layer's output at every token (zeros at "
+        "padding).",
+        "outputs.last_hidden_state  # (batch, tokens, {emb_size})",
+        "vectors = outputs[\"last_hidden_state\"]  # (batch, tokens, {emb_size})",
+    ),
+    "text-generation": (
+        "language model",
+        "`logits` `(batch, tokens, {vocab_size})` are the scores of the token that follows each position, over the "
+        "{vocab_size}-token vocabulary.",
+        "next_token = outputs.logits[0, -1].argmax(-1)  # the token after the first (longest) text",
+        "next_token = outputs[\"logits\"][0, -1].argmax(-1)  # the token after the first (longest) text",
+    ),
+    "text-classification": (
+        "text classifier",
+        "`logits` `(batch, {num_labels})` are the classifier's scores (ULMFiT's head on the pooled encoder outputs).",
+        "predicted = outputs.logits.argmax(-1)  # (batch,)",
+        "predicted = outputs[\"logits\"].argmax(-1)  # (batch,)",
+    ),
+}
+_ONNX_TASKS = {"elmo": _ELMO_ONNX_TASKS, "awd_lstm": _AWD_LSTM_ONNX_TASKS}
+
+
+def _onnx_architecture(config: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the sizes the task texts are formatted with, the architecture fields of the family's template)."""
+    if config.model_type == "elmo":
+        dims = dict(hidden_size=config.hidden_size, n_layers_1=config.n_layers + 1,
+                    num_labels=getattr(config, "num_labels", None), vocab_size=getattr(config, "vocab_size", None))
+        return dims, dict(n_layers=config.n_layers, lstm_dim=config.lstm_dim, projection_dim=config.projection_dim,
+                          hidden_size=config.hidden_size, max_characters_per_token=config.max_characters_per_token)
+    dims = dict(emb_size=config.emb_size, num_labels=config.num_labels, vocab_size=config.vocab_size)
+    sizes = [config.layer_output_size(layer) for layer in range(config.num_layers)]
+    return dims, dict(
+        vocab_size=config.vocab_size, emb_size=config.emb_size, num_layers=config.num_layers,
+        bidirectional=config.bidirectional, layer_sizes=" → ".join(str(n) for n in [config.emb_size, *sizes]),
+        bptt=config.bptt, max_len_text=f"{config.max_len} tokens" if config.max_len is not None else "all tokens",
+    )
+
+
 def onnx_card_data(onnx_info: dict[str, Any], pipeline_tag: str | None, model_type: str = "elmo",
                    base_model: str | None = None, license: str = "apache-2.0",
                    language: str | None = "en") -> ModelCardData:
     """The Hub metadata of an ONNX export's card: library ``onnx``, the task's pipeline, onnx/dtype tags."""
     task, dtype = onnx_info["task"], onnx_info.get("dtype", "float32")
     tags = ["onnx", "onnxruntime", model_type, "hf-elmo", task]
-    if model_type == "elmo":
-        tags += ["bilm", "character-level"]
+    tags += {"elmo": ["bilm", "character-level"], "awd_lstm": ["awd-lstm", "ulmfit", "lstm"]}.get(model_type, [])
     tags += {"float16": ["fp16"], "int8": ["int8", "quantized"]}.get(dtype, [])
     return ModelCardData(
         library_name="onnx",
@@ -323,7 +373,7 @@ def render_onnx_card(
         config: the exported model's configuration.
         onnx_info: the ``onnx`` section export_onnx writes into config.json (task, file, dtype, inputs, outputs, ...).
         repo_id_or_path: what the usage snippets load: the Hub repository id, or the local folder.
-        model_name: the card's title (default: "ELMo <what> (ONNX[, dtype])").
+        model_name: the card's title (default: "ELMo <what> (ONNX[, dtype])", "AWD-LSTM <what> (ONNX...)").
         revision: the branch the snippets should load, when not the default one.
         base_model: the Hub id of the PyTorch model it was exported from (metadata and a link).
         num_parameters: shown when given.
@@ -333,14 +383,14 @@ def render_onnx_card(
     if model_type not in ONNX_TEMPLATES:
         raise ValueError(f"render_onnx_card: no ONNX card template for model type {model_type!r}")
     task = onnx_info["task"]
-    if task not in _ELMO_ONNX_TASKS:
-        raise ValueError(f"render_onnx_card: unknown task {task!r}; one of {list(_ELMO_ONNX_TASKS)}")
+    tasks = _ONNX_TASKS[model_type]
+    if task not in tasks:
+        raise ValueError(f"render_onnx_card: unknown task {task!r} for {model_type!r}; one of {list(tasks)}")
     dtype = onnx_info.get("dtype", "float32")
     target = str(repo_id_or_path)
     is_repo = not os.path.exists(target) and not os.path.isabs(target) and target.count("/") <= 1
-    what, outputs_text, hf_elmo_lines, ort_lines = _ELMO_ONNX_TASKS[task]
-    dims = dict(hidden_size=config.hidden_size, n_layers_1=config.n_layers + 1,
-                num_labels=getattr(config, "num_labels", None), vocab_size=getattr(config, "vocab_size", None))
+    what, outputs_text, hf_elmo_lines, ort_lines = tasks[task]
+    dims, architecture = _onnx_architecture(config)
     labels = None
     id2label = getattr(config, "id2label", None) or {}
     if task in ("text-classification", "token-classification") and not all(
@@ -355,8 +405,8 @@ def render_onnx_card(
     optimization = onnx_info.get("optimization")
     suffix = "" if dtype == "float32" else f", {dtype}"
     template_kwargs: dict[str, Any] = dict(
-        model_name=model_name or f"ELMo {what} (ONNX{suffix})",
-        model_description=_ONNX_DESCRIPTIONS[task],
+        model_name=model_name or f"{_ONNX_FAMILY_NAMES[model_type]} {what} (ONNX{suffix})",
+        model_description=_ONNX_DESCRIPTIONS[model_type][task],
         base_model=base_model,
         task=task,
         model_class=onnx_info.get("model_class", "?"),
@@ -384,11 +434,7 @@ def render_onnx_card(
                   **(onnx_info.get("versions") or {})},
         num_parameters=num_parameters,
         labels=labels,
-        n_layers=config.n_layers,
-        lstm_dim=config.lstm_dim,
-        projection_dim=config.projection_dim,
-        hidden_size=config.hidden_size,
-        max_characters_per_token=config.max_characters_per_token,
+        **architecture,
     )
     card_data = onnx_card_data(onnx_info, pipeline_tag, model_type=model_type, base_model=base_model,
                                license=license, language=language)

@@ -17,16 +17,18 @@ from . import console_logging
 
 NAME = "export"
 HELP = "export a model (saved folder or Hub repository) to ONNX, for ONNX Runtime"
-# ELMo's tasks, for --help (which works without the onnx extras installed); export_onnx checks the task.
-TASKS = ("feature-extraction", "text-classification", "token-classification", "bidirectional-lm")
+# The tasks, for --help (which works without the onnx extras installed); export_onnx checks the task.
+TASKS = {"ELMo": ("feature-extraction", "text-classification", "token-classification", "bidirectional-lm"),
+         "AWD-LSTM": ("feature-extraction", "text-generation", "text-classification")}
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(NAME, help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
     parser.add_argument("model", metavar="MODEL", help="a saved model folder or a Hub repository id")
     parser.add_argument("output", metavar="OUTPUT_DIR", type=Path, help="folder to write (new or empty)")
-    parser.add_argument("--task", help="what to export, e.g. " + ", ".join(TASKS) + " for ELMo (default: the task of "
-                        "the model's class, from config.json)")
+    parser.add_argument("--task", help="what to export: " + "; ".join(f"{', '.join(t)} for {family}"
+                                                               for family, t in TASKS.items())
+                        + " (default: the task of the model's class, from config.json)")
     parser.add_argument("--fp16", action="store_true", help="float16 weights and activations (for GPUs)")
     parser.add_argument("--optimize", action="store_true",
                         help="save the model with ONNX Runtime's graph optimisations applied (CPU provider)")

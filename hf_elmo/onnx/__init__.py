@@ -5,7 +5,7 @@
   (``hf-elmo export`` on the command line);
 * ``OnnxModel.from_pretrained(folder_or_repo)`` runs it with ONNX Runtime and returns the PyTorch model's outputs;
 * the exporter configurations are optimum ``ExporterConfig`` subclasses registered with optimum's ``TasksManager``
-  ("onnx" backend): ``ElmoOnnxConfig`` for ``model_type="elmo"``; another model family is added by registering its
+  ("onnx" backend): ``ElmoOnnxConfig`` for ``model_type="elmo"``, ``AWDLSTMOnnxConfig`` for ``"awd_lstm"``; another model family is added by registering its
   own ``HfElmoOnnxConfig`` subclass with ``@register_onnx_config(model_type, *tasks)``.
 """
 
@@ -21,11 +21,16 @@ from .config import (
     register_onnx_config,
     registered_model_types,
 )
+from .awd_lstm import AWD_LSTM_TASKS, AWDLSTMDummyInputGenerator, AWDLSTMNormalizedConfig, AWDLSTMOnnxConfig
 from .elmo import ELMO_TASKS, ElmoDummyInputGenerator, ElmoNormalizedConfig, ElmoOnnxConfig
 from .export import OnnxExportError, export_onnx
 from .runtime import OnnxModel
 
 __all__ = [
+    "AWD_LSTM_TASKS",
+    "AWDLSTMDummyInputGenerator",
+    "AWDLSTMNormalizedConfig",
+    "AWDLSTMOnnxConfig",
     "ELMO_TASKS",
     "ElmoDummyInputGenerator",
     "ElmoNormalizedConfig",

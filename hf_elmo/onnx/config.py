@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from optimum.exporters.base import ExporterConfig
 from optimum.exporters.tasks import TasksManager
+from optimum.utils.input_generators import DEFAULT_DUMMY_SHAPES, DTYPE_MAPPER, DummyInputGenerator
+from optimum.utils.normalized_config import NormalizedConfig
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
@@ -58,8 +60,9 @@ class HfElmoOnnxConfig(ExporterConfig):
     * ``NORMALIZED_CONFIG_CLASS`` and ``DUMMY_INPUT_GENERATOR_CLASSES`` (optimum's);
     * ``inputs`` and ``outputs`` (name → {axis: symbolic name}), ``output_class``, ``default_tokenizer``,
       ``prepare_inputs`` (the run-time checks of ``OnnxModel``);
-    * optionally ``export_model`` (default: torch's dynamo exporter; e.g. the TorchScript exporter for a graph that
-      should use the ONNX ``LSTM`` op), ``SEQUENCE_AXIS``, ``EXPORT_SHAPES``, ``ATOL_FOR_VALIDATION``.
+    * optionally ``graph_module`` (the module that is traced, default: the model behind ``wrap_model``) with
+      ``custom_translation_table`` (ONNX translations of the custom ops it calls), ``export_model`` (default: torch's
+      dynamo exporter), ``INT8_OP_TYPES``, ``SEQUENCE_AXIS``, ``EXPORT_SHAPES``, ``ATOL_FOR_VALIDATION``.
 
     Output names ``"name.i"`` stand for element ``i`` of the tuple field ``name`` of the model's output (e.g.
     ``hidden_states.0``); ``flatten_output`` and ``build_output`` go from one to the other.
@@ -79,6 +82,8 @@ class HfElmoOnnxConfig(ExporterConfig):
     # names of the dynamic axes, as the runtime reads them back from the ONNX outputs' shapes
     BATCH_AXIS = "batch"
     SEQUENCE_AXIS = "words"
+    # the operators whose weights int8 dynamic quantisation stores as int8
+    INT8_OP_TYPES: tuple[str, ...] = ("MatMul", "Gemm")
 
     def __init__(self, config: PretrainedConfig, task: str = "feature-extraction", int_dtype: str = "int64",
                  float_dtype: str = "fp32") -> None:
@@ -145,6 +150,16 @@ class HfElmoOnnxConfig(ExporterConfig):
         """The module that is exported: the model's inputs in ``inputs`` order → the flat tuple of outputs."""
         return _ExportWrapper(model, self)
 
+    def graph_module(self, model: PreTrainedModel) -> torch.nn.Module:
+        """The module that is traced into the ONNX graph (the inputs in ``inputs`` order as positional arguments → the
+        flat tuple of outputs, as ``wrap_model(model)``, which
+        stays the PyTorch reference the export is checked against). Default: ``wrap_model(model)`` itself."""
+        return self.wrap_model(model)
+
+    def custom_translation_table(self) -> dict[Any, Any] | None:
+        """ONNX translations (onnxscript functions) of custom ops that ``graph_module`` calls, for torch's exporter."""
+        return None
+
     def output_class(self) -> type[ModelOutput]:
         raise NotImplementedError
 
@@ -175,7 +190,7 @@ class HfElmoOnnxConfig(ExporterConfig):
         TorchScript one, for the ONNX ``LSTM`` op) overrides this (and ``EXPORTER``)."""
         was_training = model.training
         model.eval()
-        wrapper = self.wrap_model(model).eval()
+        wrapper = self.graph_module(model).eval()
         inputs = self.export_inputs()
         args = tuple(inputs[name] for name in self.input_names)
         try:
@@ -193,6 +208,7 @@ class HfElmoOnnxConfig(ExporterConfig):
                     external_data=external_data,
                     optimize=True,
                     verbose=False,
+                    custom_translation_table=self.custom_translation_table(),
                 )
         finally:
             model.train(was_training)
@@ -201,6 +217,79 @@ class HfElmoOnnxConfig(ExporterConfig):
         """Checks the inputs given to ``OnnxModel`` (as numpy arrays) and returns the graph's inputs; raises
         TypeError/ValueError with a clear message for a wrong dtype, rank, shape or value."""
         raise NotImplementedError
+
+
+class PaddedDummyInputGenerator(DummyInputGenerator):
+    """Base of the families' dummy-input generators: ``input_ids`` and the matching ``attention_mask`` (batch,
+    sequence_length), the first row ``sequence_length`` long, the others of random lengths (at least one position),
+    padded on ``padding_side``. Both are drawn once, from ``seed``, so that the two ``generate`` calls agree; a
+    subclass fills the ids of the real positions (``make_ids``)."""
+
+    SUPPORTED_INPUT_NAMES = ("input_ids", "attention_mask")
+
+    def __init__(
+        self,
+        task: str,
+        normalized_config: NormalizedConfig,
+        batch_size: int = DEFAULT_DUMMY_SHAPES["batch_size"],
+        sequence_length: int = DEFAULT_DUMMY_SHAPES["sequence_length"],
+        padding_side: str = "right",
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        if batch_size < 0 or sequence_length < 0:
+            raise ValueError(f"batch_size and sequence_length must be >= 0, got {batch_size}, {sequence_length}")
+        if padding_side not in ("right", "left"):
+            raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+        self.task = task
+        self.normalized_config = normalized_config
+        self.batch_size = batch_size
+        self.sequence_length = sequence_length
+        self.padding_side = padding_side
+        rng = np.random.default_rng(seed)
+        lengths = rng.integers(1, max(sequence_length, 1) + 1, size=batch_size)
+        if batch_size:
+            lengths[0] = sequence_length
+        lengths = np.minimum(lengths, sequence_length)
+        mask = np.zeros((batch_size, sequence_length), dtype=np.int64)
+        for row, n in enumerate(lengths):
+            if padding_side == "right":
+                mask[row, :n] = 1
+            else:
+                mask[row, sequence_length - n :] = 1
+        self._arrays = {"input_ids": self.make_ids(rng, mask), "attention_mask": mask}
+
+    def make_ids(self, rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+        """The int64 ``input_ids`` for ``mask`` (real positions: valid ids; padded positions: the padding)."""
+        raise NotImplementedError
+
+    def generate(self, input_name: str, framework: str = "pt", int_dtype: str = "int64", float_dtype: str = "fp32"):
+        if input_name not in self._arrays:
+            raise ValueError(f"{type(self).__name__} does not generate {input_name!r}")
+        array = self._arrays[input_name]
+        if framework == "pt":
+            return torch.from_numpy(array.copy()).to(DTYPE_MAPPER.pt(int_dtype))
+        if framework == "np":
+            return array.astype(DTYPE_MAPPER.np(int_dtype))
+        raise ValueError(f"unsupported framework {framework!r}: 'pt' or 'np'")
+
+
+def checked_mask(attention_mask: np.ndarray, shape: tuple[int, int], axes: str) -> np.ndarray:
+    """``attention_mask`` as booleans, after checking its shape (``shape``, named ``axes`` in the error) and dtype."""
+    if tuple(attention_mask.shape) != tuple(shape):
+        raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} does not match input_ids' {axes} = "
+                         f"{tuple(shape)}")
+    if not (attention_mask.dtype == np.bool_ or np.issubdtype(attention_mask.dtype, np.number)):
+        raise TypeError(f"attention_mask must be numeric or boolean, got dtype {attention_mask.dtype}")
+    return attention_mask != 0
+
+
+def check_id_range(input_ids: np.ndarray, size: int, what: str) -> None:
+    """Raises ValueError naming ``what`` when an id lies outside [0, size)."""
+    if input_ids.size:
+        lo, hi = int(input_ids.min()), int(input_ids.max())
+        if lo < 0 or hi >= size:
+            raise ValueError(f"{what} must lie in [0, {size}), got values in [{lo}, {hi}]")
 
 
 class _ExportWrapper(torch.nn.Module):

@@ -22,13 +22,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
-from optimum.utils.input_generators import DEFAULT_DUMMY_SHAPES, DTYPE_MAPPER, DummyInputGenerator
 from optimum.utils.normalized_config import NormalizedConfig
 from transformers.modeling_outputs import ModelOutput
 
 from ..models.elmo.tokenization_elmo import BOW_CHAR, EOW_CHAR, PAD_CHAR
-from .config import HfElmoOnnxConfig, register_onnx_config
+from .config import HfElmoOnnxConfig, PaddedDummyInputGenerator, check_id_range, checked_mask, register_onnx_config
 
 ELMO_TASKS = ("feature-extraction", "text-classification", "token-classification", "bidirectional-lm")
 
@@ -44,7 +42,7 @@ class ElmoNormalizedConfig(NormalizedConfig):
     NUM_LABELS = "num_labels"
 
 
-class ElmoDummyInputGenerator(DummyInputGenerator):
+class ElmoDummyInputGenerator(PaddedDummyInputGenerator):
     """Valid ELMo inputs: ``input_ids`` (batch, words, max_characters_per_token) laid out as ``ElmoTokenizer`` writes
     them (begin-of-word, the bytes of a random lower-case word, end-of-word, padding characters; all ids in
     [0, n_characters)), all-zero rows at padded positions, and the matching ``attention_mask`` (batch, words).
@@ -53,61 +51,26 @@ class ElmoDummyInputGenerator(DummyInputGenerator):
     ``padding_side``. Both inputs are drawn once, from ``seed``, so that the two ``generate`` calls agree.
     """
 
-    SUPPORTED_INPUT_NAMES = ("input_ids", "attention_mask")
+    def __init__(self, task: str, normalized_config: NormalizedConfig, *args: Any, max_word_length: int = 10,
+                 **kwargs: Any) -> None:
+        self.max_word_length = max_word_length
+        super().__init__(task, normalized_config, *args, **kwargs)
 
-    def __init__(
-        self,
-        task: str,
-        normalized_config: NormalizedConfig,
-        batch_size: int = DEFAULT_DUMMY_SHAPES["batch_size"],
-        sequence_length: int = DEFAULT_DUMMY_SHAPES["sequence_length"],
-        padding_side: str = "right",
-        seed: int = 0,
-        max_word_length: int = 10,
-        **kwargs: Any,
-    ) -> None:
-        if batch_size < 0 or sequence_length < 0:
-            raise ValueError(f"batch_size and sequence_length must be >= 0, got {batch_size}, {sequence_length}")
-        if padding_side not in ("right", "left"):
-            raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
-        self.task = task
-        self.normalized_config = normalized_config
-        self.batch_size = batch_size
-        self.sequence_length = sequence_length
-        self.padding_side = padding_side
-        chars = int(normalized_config.max_characters_per_token)
-        n_characters = int(normalized_config.n_characters)
+    def make_ids(self, rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+        chars = int(self.normalized_config.max_characters_per_token)
+        n_characters = int(self.normalized_config.n_characters)
         if n_characters <= PAD_CHAR + 1:
             raise ValueError(f"ELMo character ids reach {PAD_CHAR + 1}, but n_characters is {n_characters}")
-        rng = np.random.default_rng(seed)
-        lengths = rng.integers(1, max(sequence_length, 1) + 1, size=batch_size)
-        if batch_size:
-            lengths[0] = sequence_length
-        lengths = np.minimum(lengths, sequence_length)
-        ids = np.zeros((batch_size, sequence_length, chars), dtype=np.int64)
-        mask = np.zeros((batch_size, sequence_length), dtype=np.int64)
-        longest = max(1, min(max_word_length, chars - 2))
-        for row, n in enumerate(lengths):
-            positions = range(n) if padding_side == "right" else range(sequence_length - n, sequence_length)
-            for pos in positions:
-                word = rng.integers(ord("a"), ord("z") + 1, size=int(rng.integers(1, longest + 1)))
-                char_ids = np.full(chars, PAD_CHAR, dtype=np.int64)
-                char_ids[0] = BOW_CHAR
-                char_ids[1 : 1 + len(word)] = word
-                char_ids[1 + len(word)] = EOW_CHAR
-                ids[row, pos] = char_ids + 1  # the tokenizer's ids are the original ones + 1 (0: no word)
-                mask[row, pos] = 1
-        self._arrays = {"input_ids": ids, "attention_mask": mask}
-
-    def generate(self, input_name: str, framework: str = "pt", int_dtype: str = "int64", float_dtype: str = "fp32"):
-        if input_name not in self._arrays:
-            raise ValueError(f"{type(self).__name__} does not generate {input_name!r}")
-        array = self._arrays[input_name]
-        if framework == "pt":
-            return torch.from_numpy(array.copy()).to(DTYPE_MAPPER.pt(int_dtype))
-        if framework == "np":
-            return array.astype(DTYPE_MAPPER.np(int_dtype))
-        raise ValueError(f"unsupported framework {framework!r}: 'pt' or 'np'")
+        ids = np.zeros((*mask.shape, chars), dtype=np.int64)
+        longest = max(1, min(self.max_word_length, chars - 2))
+        for row, pos in zip(*np.nonzero(mask)):
+            word = rng.integers(ord("a"), ord("z") + 1, size=int(rng.integers(1, longest + 1)))
+            char_ids = np.full(chars, PAD_CHAR, dtype=np.int64)
+            char_ids[0] = BOW_CHAR
+            char_ids[1 : 1 + len(word)] = word
+            char_ids[1 + len(word)] = EOW_CHAR
+            ids[row, pos] = char_ids + 1  # the tokenizer's ids are the original ones + 1 (0: no word)
+        return ids
 
 
 @register_onnx_config("elmo", *ELMO_TASKS)
@@ -188,16 +151,8 @@ class ElmoOnnxConfig(HfElmoOnnxConfig):
         if attention_mask is None:
             mask = (input_ids != 0).any(axis=-1)
         else:
-            if tuple(attention_mask.shape) != (batch, width):
-                raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} does not match input_ids' "
-                                 f"(batch, words) = {(batch, width)}")
-            if not (attention_mask.dtype == np.bool_ or np.issubdtype(attention_mask.dtype, np.number)):
-                raise TypeError(f"attention_mask must be numeric or boolean, got dtype {attention_mask.dtype}")
-            mask = attention_mask != 0
-        if input_ids.size:
-            lo, hi = int(input_ids.min()), int(input_ids.max())
-            if lo < 0 or hi >= cfg.n_characters:
-                raise ValueError(f"character ids must lie in [0, {cfg.n_characters}), got values in [{lo}, {hi}]")
+            mask = checked_mask(attention_mask, (batch, width), "(batch, words)")
+        check_id_range(input_ids, cfg.n_characters, "character ids")
         return {"input_ids": np.ascontiguousarray(input_ids, dtype=np.int64),
                 "attention_mask": np.ascontiguousarray(mask, dtype=np.int64)}
 

@@ -49,7 +49,6 @@ INT8_SETTINGS = {
     "method": "dynamic",
     "weight_type": "int8",
     "activation_type": "uint8",
-    "op_types": ["MatMul", "Gemm"],
     "per_channel": False,  # ORT's MatMulInteger takes no per-channel zero points for the loops' 3-D batched weights
     "reduce_range": True,  # 7-bit weights: no saturation of u8s8 products on x86 CPUs without VNNI
     "subgraphs": True,  # the Scan bodies too
@@ -84,14 +83,15 @@ def export_onnx(
         model_or_path: a model instance, or a saved folder / Hub repository id (loaded with the task's class).
         output_dir: a new or empty folder.
         task: ``feature-extraction``, ``text-classification``, ``token-classification`` or ``bidirectional-lm`` for
-            ELMo (optimum's synonyms accepted); default: the task of the model's class (of ``config.architectures``
-            for a folder).
+            ELMo; ``feature-extraction``, ``text-generation`` or ``text-classification`` for AWD-LSTM (optimum's
+            synonyms accepted); default: the task of the model's class (of ``config.architectures`` for a folder).
         fp16: a float16 model (int64 inputs, float32 outputs).
         optimize: save the model with ONNX Runtime's "extended" graph optimisations applied (for the CPU provider).
         quantize: ``"int8"``: dynamic int8 quantisation of the matrix products' weights.
         opset: the ONNX opset (default: the exporter config's, 20; at least 18).
         external_data: weights in ``model.onnx.data`` beside the graph; default: when the weights exceed ~2 GB.
-        tokenizer: the tokenizer to save beside the model (default: the folder's, or the model family's default).
+        tokenizer: the tokenizer to save beside the model (default: the folder's, or the model family's default;
+            AWD-LSTM has none without its vocabulary: pass it when exporting a model instance).
         push_to_hub: also upload the folder to this Hub repository (one commit); the card's snippet loads it.
         private, revision: for the push (a new private repository; the branch to push to).
         model_name: the card's title.
@@ -141,7 +141,7 @@ def export_onnx(
             path = convert_fp16(path, step.new())
             dtype = "float16"
         if quantize:
-            path = quantize_int8(path, step.new())
+            path = quantize_int8(path, step.new(), exporter_config.INT8_OP_TYPES)
             dtype = "int8"
         if optimize:
             path = optimize_for_cpu(path, step.new(), dtype=dtype)
@@ -239,7 +239,8 @@ def validate(model: PreTrainedModel, exporter_config: HfElmoOnnxConfig, path: Pa
         min_cos = min(min_cos, cosine_similarity(a, b, mask if _has_words_axis(exporter_config, name) else None))
     shape = tuple(inputs["input_ids"].shape[:2]) if "input_ids" in inputs else None
     return {"max_abs_diff": max_diff, "min_cosine_similarity": min_cos,
-            "inputs": f"batch {shape[0]} × {shape[1]} words, random character ids, rows padded" if shape else ""}
+            "inputs": f"batch {shape[0]} × {shape[1]} {exporter_config.SEQUENCE_AXIS}, random inputs, rows padded"
+            if shape else ""}
 
 
 def _has_words_axis(exporter_config: HfElmoOnnxConfig, name: str) -> bool:
@@ -319,8 +320,9 @@ class _DropQuantizerAdvice(logging.Filter):
         return "pre-processing before quantization" not in record.getMessage()
 
 
-def quantize_int8(src: Path, dst: Path) -> Path:
-    """Dynamic int8 quantisation of the weights of every MatMul/Gemm, Scan bodies included (INT8_SETTINGS)."""
+def quantize_int8(src: Path, dst: Path, op_types: tuple[str, ...] = ("MatMul", "Gemm")) -> Path:
+    """Dynamic int8 quantisation of the weights of every operator of ``op_types``, Scan bodies included
+    (INT8_SETTINGS)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     external = _uses_external_data(src)
@@ -336,6 +338,7 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     kept = [vi for vi in model.graph.value_info if vi.name not in names]
     del model.graph.value_info[:]
     model.graph.value_info.extend(kept)
+    _move_loop_lstm_weights_inside(model.graph)
     prepared = dst.parent / ("prepared-" + dst.name)
     _save(model, prepared, external)
     del model
@@ -350,7 +353,7 @@ def quantize_int8(src: Path, dst: Path) -> Path:
         quantize_dynamic(
             str(prepared),
             str(dst),
-            op_types_to_quantize=INT8_SETTINGS["op_types"],
+            op_types_to_quantize=list(op_types),
             per_channel=INT8_SETTINGS["per_channel"],
             reduce_range=INT8_SETTINGS["reduce_range"],
             weight_type=QuantType.QInt8,
@@ -363,6 +366,46 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     for file in dst.parent.glob("prepared-*"):
         file.unlink()
     return dst
+
+
+def _move_loop_lstm_weights_inside(graph: onnx.GraphProto) -> None:
+    """Moves the weights (``W``, ``R``) of ``LSTM`` ops inside a loop body (``Scan``/``Loop``, e.g. the AWD-LSTM
+    classifier's chunks) from the main graph's initializers into that body's: ONNX Runtime's LSTM quantizer looks a
+    weight up in the graph of its node only. A weight that anything else reads stays where it is."""
+    readers: dict[str, int] = {}
+
+    def count(g: onnx.GraphProto) -> None:
+        for node in g.node:
+            for name in node.input:
+                readers[name] = readers.get(name, 0) + 1
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    count(attr.g)
+
+    count(graph)
+    initializers = {t.name: t for t in graph.initializer}
+    moved: set[str] = set()
+
+    def move(g: onnx.GraphProto) -> None:
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    move(attr.g)
+            if node.op_type != "LSTM" or g is graph:
+                continue
+            for name in node.input[1:3]:
+                if name in initializers and readers.get(name) == 1 and name not in moved:
+                    g.initializer.append(initializers[name])
+                    moved.add(name)
+
+    move(graph)
+    kept = [t for t in graph.initializer if t.name not in moved]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    # the graph's inputs may list initializers too (older IR versions)
+    inputs = [i for i in graph.input if i.name not in moved]
+    del graph.input[:]
+    graph.input.extend(inputs)
 
 
 def optimize_for_cpu(src: Path, dst: Path, dtype: str = "float32") -> Path:
@@ -424,7 +467,7 @@ def _onnx_section(exporter_config: HfElmoOnnxConfig, path: Path, opset: int, dty
         "inputs": [{"name": v.name, "dtype": _value_dtype(v), "shape": _value_shape(v)} for v in graph.input],
         "outputs": [{"name": v.name, "dtype": _value_dtype(v), "shape": _value_shape(v)} for v in graph.output],
         "fp16": {"converter": "onnxruntime.transformers.float16", "keep_io_types": True} if fp16 else None,
-        "quantization": dict(INT8_SETTINGS) if quantize else None,
+        "quantization": {**INT8_SETTINGS, "op_types": list(exporter_config.INT8_OP_TYPES)} if quantize else None,
         "optimization": {"level": OPTIMIZATION_LEVEL, "provider": "CPUExecutionProvider"} if optimize else None,
         "validation": {
             "float32_max_abs_diff": fp32_check["max_abs_diff"],
