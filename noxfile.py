@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import nox
@@ -38,20 +39,21 @@ EXPORTER = REPO / "tests" / "optimum_onnx_exports.py"
 def optimum_onnx(session: nox.Session) -> None:
     """Loads hf_elmo's ONNX exports with optimum-onnx 0.1.0's ORTModel classes (transformers 4.57, no hf_elmo)."""
     session.install("-c", str(CONSTRAINTS), *PACKAGES)
-    tmp = Path(session.create_tmp())
-    args = list(session.posargs)
-    if not any(arg == "--exports" or arg.startswith("--exports=") for arg in args):
-        # the main environment (bash .ci/setup builds it) writes them
-        python = os.environ.get("HF_ELMO_PYTHON", str(REPO / ".venv" / "bin" / "python"))
-        exports = tmp / "exports"
-        shutil.rmtree(exports, ignore_errors=True)
-        session.run(python, str(EXPORTER), str(exports), external=True)
-        args = ["--exports", str(exports), *args]
-    # a fresh copy of the folders' code for every run, and nothing from the Hub
-    modules = tmp / "hf_modules"
-    shutil.rmtree(modules, ignore_errors=True)
-    # PYTHONSAFEPATH: the working directory (the repository, which holds hf_elmo/) is not importable
-    env = {"HF_HOME": str(tmp / "hf_home"), "HF_MODULES_CACHE": str(modules), "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "2", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONSAFEPATH": "1", "PYTHONPATH": None}
-    session.run("pytest", "-p", "no:cacheprovider", str(TESTS), *args, env=env)
+    # one folder per run (runs may overlap in one checkout): the exports when this run writes them, a fresh copy of
+    # the folders' code (HF_MODULES_CACHE), an empty Hub cache; removed afterwards
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=session.create_tmp()))
+    try:
+        args = list(session.posargs)
+        if not any(arg == "--exports" or arg.startswith("--exports=") for arg in args):
+            # the main environment (bash .ci/setup builds it) writes them
+            python = os.environ.get("HF_ELMO_PYTHON", str(REPO / ".venv" / "bin" / "python"))
+            session.run(python, str(EXPORTER), str(run_dir / "exports"), external=True)
+            args = ["--exports", str(run_dir / "exports"), *args]
+        # nothing from the Hub; PYTHONSAFEPATH: the working directory (the repository, which holds hf_elmo/) is not
+        # importable
+        env = {"HF_HOME": str(run_dir / "hf_home"), "HF_MODULES_CACHE": str(run_dir / "hf_modules"),
+               "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "2",
+               "TOKENIZERS_PARALLELISM": "false", "PYTHONSAFEPATH": "1", "PYTHONPATH": None}
+        session.run("pytest", "-p", "no:cacheprovider", str(TESTS), *args, env=env)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
