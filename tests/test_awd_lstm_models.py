@@ -27,7 +27,7 @@ from hf_elmo import (
     AWDLSTMModel,
     AWDLSTMTokenizer,
 )
-from hf_elmo.models.awd_lstm.modeling_awd_lstm import AWDLSTMLockedDropout
+from hf_elmo.models.awd_lstm.modeling_awd_lstm import AWDLSTMLockedDropout, lm_cross_entropy
 
 ATOL = 1e-6
 
@@ -196,6 +196,37 @@ def test_language_model_labels_are_shifted_inside():
     assert not torch.allclose(out.loss, unshifted)
     with pytest.raises(ValueError, match="labels shape"):
         model(x, labels=labels[:, :-1])
+
+
+def test_language_model_loss_and_gradient_are_cross_entropys():
+    """The LM loss's own autograd function (fewer passes over the logits) gives F.cross_entropy's value and
+    gradient, ignored targets included, and refuses a second backward pass (it reuses its buffer)."""
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(40, 23, dtype=torch.float64, generator=gen, requires_grad=True)
+    targets = torch.randint(0, 23, (40,), generator=gen)
+    targets[::3] = -100
+    want = F.cross_entropy(logits, targets, ignore_index=-100)
+    (want_grad,) = torch.autograd.grad(want * 1.7, logits)
+    got = lm_cross_entropy(logits, targets)
+    assert got.grad_fn is not None and "LanguageModelCrossEntropy" in type(got.grad_fn).__name__
+    (got_grad,) = torch.autograd.grad(got * 1.7, logits, retain_graph=True)
+    assert torch.allclose(got, want, rtol=0, atol=1e-12)
+    assert torch.allclose(got_grad, want_grad, rtol=0, atol=1e-12)
+    with pytest.raises(RuntimeError, match="once per forward pass"):
+        torch.autograd.grad(got, logits)
+    assert torch.isnan(lm_cross_entropy(logits, torch.full((40,), -100)))  # no target: nan, as F.cross_entropy
+    # and through the model in training: the same loss and gradients as with F.cross_entropy
+    model = tiny_model(AWDLSTMForLanguageModeling, **no_dropout(ar_alpha=0.0, tar_beta=0.0)).train()
+    x = ids(2, 7)
+    out = model(x, labels=x)
+    out.loss.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    reference = F.cross_entropy(model(x).logits[:, :-1].reshape(-1, 50), x[:, 1:].reshape(-1))  # no dropout
+    reference.backward()
+    assert torch.allclose(out.loss, reference)
+    for got_g, p in zip(grads, model.parameters()):
+        assert torch.allclose(got_g, p.grad, atol=1e-6)
 
 
 def test_accepts_loss_kwargs_is_false():

@@ -572,8 +572,7 @@ class AWDLSTMForLanguageModeling(AWDLSTMPreTrainedModel, GenerationMixin):
             # Position t predicts labels[t + 1]: with time + 1 labels (a window of a contiguous stream and the token
             # after it, as hf_elmo.training.LMStreamDataset gives them) every position has a target.
             scored = logits if labels.shape[1] == steps + 1 else logits[:, :-1]
-            lm_loss = F.cross_entropy(scored.float().reshape(-1, logits.shape[-1]),
-                                      labels[:, 1:].reshape(-1), ignore_index=-100)
+            lm_loss = lm_cross_entropy(scored.float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
             loss = lm_loss
             if self.training:
                 mask = None if attention_mask is None else attention_mask.to(raw.device).bool()
@@ -585,6 +584,45 @@ class AWDLSTMForLanguageModeling(AWDLSTMPreTrainedModel, GenerationMixin):
             state=out.state,
         )
         return self._output(result, return_dict)
+
+
+class _LanguageModelCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of ``logits`` (rows, vocab) against ``targets`` (rows,), ``ignore_index`` rows left out:
+    ``F.cross_entropy``'s value and gradient with fewer passes over the (rows × vocab) buffers, which dominate a
+    language model's loss at ULMFiT's size (2,240 × 60,000 floats a batch). The backward pass turns the saved
+    log-probabilities into the gradient in place (``softmax − one_hot``, scaled) instead of allocating two more
+    such buffers; it can therefore run once per forward pass (a second backward through the same graph raises)."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor, ignore_index: int) -> torch.Tensor:
+        valid = targets != ignore_index
+        safe = targets.masked_fill(~valid, 0).unsqueeze(1)
+        log_probs = F.log_softmax(logits, dim=1)
+        count = valid.sum()
+        ctx.save_for_backward(log_probs, safe, valid, count)
+        ctx.used = False
+        picked = log_probs.gather(1, safe).squeeze(1)
+        return -torch.where(valid, picked, 0.0).sum() / count  # nan without a target, as F.cross_entropy
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        if ctx.used:
+            raise RuntimeError("the AWD-LSTM LM loss's backward pass reuses its buffer: it can run once per forward "
+                               "pass (do not backward through it with retain_graph=True twice)")
+        ctx.used = True
+        log_probs, safe, valid, count = ctx.saved_tensors
+        scale = (valid.to(log_probs.dtype) * (grad_output / count.clamp_min(1))).unsqueeze(1)
+        grad = log_probs.exp_().mul_(scale)  # softmax, scaled, in the saved buffer
+        grad.scatter_add_(1, safe, -scale)  # − one-hot, scaled
+        return grad, None, None
+
+
+def lm_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """``F.cross_entropy(logits, targets, ignore_index=ignore_index)`` (mean over the targets), computed by
+    ``_LanguageModelCrossEntropy`` when a gradient is needed (faster, less memory) and by torch otherwise."""
+    if not (torch.is_grad_enabled() and logits.requires_grad):
+        return F.cross_entropy(logits, targets, ignore_index=ignore_index)
+    return _LanguageModelCrossEntropy.apply(logits, targets, ignore_index)
 
 
 def _activation_regularization(config: AWDLSTMConfig, raw: torch.Tensor, dropped: torch.Tensor,
