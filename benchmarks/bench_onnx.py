@@ -1,13 +1,20 @@
-"""ONNX Runtime (CPU) vs PyTorch eager: ElmoModel tokens/s on the same inputs, in one run, and the int8 model's
-accuracy.
+"""ONNX Runtime (CPU) vs PyTorch eager: tokens/s on the same inputs, in one run, and the int8 model's accuracy, for
+ElmoModel and for the AWD-LSTM (ULMFiT) classifier.
 
-The set-up is bench_elmo.py's (whose helpers this script reuses): random weights of a published size in the original
-HDF5 layout (../shared/tools/make_elmo_weights.py), batches of 32 of the bilm-tf fixture's news sentences, tokenizer
-included, one warm-up batch, eval/no-grad for PyTorch. The model is exported with hf_elmo.onnx.export_onnx (float32,
-and int8 dynamic quantisation) and run with ONNX Runtime's CPU provider with as many threads as torch uses. A token is
-a word of the input sentences.
+* ``--model elmo``: bench_elmo.py's set-up (whose helpers this script reuses): random weights of a published size in
+  the original HDF5 layout (../shared/tools/make_elmo_weights.py), batches of 32 of the bilm-tf fixture's news
+  sentences. A token is a word of the input sentences. Accuracy: cosine similarity of the word vectors.
+* ``--model awd-lstm``: AWDLSTMForSequenceClassification at ULMFiT's size (vocab 60,000, embedding 400, hidden 1152,
+  3 layers, bptt 72, max_len 1440, head 1200 → 50 → 2), random weights (seeded), batches of 32 documents of 10 to 40
+  sentences of the standard library's docstrings (about 150 to 800 tokens each). A token is a token of the
+  tokenizer's output. Accuracy: agreement of the predicted class and cosine similarity of the logits.
 
-    python benchmarks/bench_onnx.py --size original
+Both: tokenizer included, one warm-up batch, eval/no-grad for PyTorch. The model is exported with
+hf_elmo.onnx.export_onnx (float32, and int8 dynamic quantisation) and run with ONNX Runtime's CPU provider with as many
+threads as torch uses.
+
+    python benchmarks/bench_onnx.py --model elmo --size original
+    python benchmarks/bench_onnx.py --model awd-lstm
 """
 
 from __future__ import annotations
@@ -41,39 +48,102 @@ def batches(batch_size: int, n: int) -> list[list[list[str]]]:
     return [[pool[(b * batch_size + i) % len(pool)] for i in range(batch_size)] for b in range(n + 1)]
 
 
-def tokens_per_s(run, plan, tokenizer, tensors: str) -> tuple[float, float]:
-    """(tokens per second of wall-clock time, tokens per second of this process's CPU time, all threads)."""
-    run(tokenizer(plan[0], is_split_into_words=True, padding=True, return_tensors=tensors))  # warm-up
+def tokens_per_s(run, plan, encode) -> tuple[float, float]:
+    """(tokens per second of wall-clock time, tokens per second of this process's CPU time, all threads);
+    ``encode(batch)`` → (the model's inputs, the number of tokens)."""
+    run(encode(plan[0])[0])  # warm-up
     n_tokens, start, cpu_start = 0, time.perf_counter(), time.process_time()
     for batch in plan[1:]:
-        run(tokenizer(batch, is_split_into_words=True, padding=True, return_tensors=tensors))
-        n_tokens += sum(len(s) for s in batch)
+        inputs, n = encode(batch)
+        run(inputs)
+        n_tokens += n
     return n_tokens / (time.perf_counter() - start), n_tokens / (time.process_time() - cpu_start)
 
 
-def accuracy(onnx_model: OnnxModel, model: torch.nn.Module, tokenizer: ElmoTokenizer) -> dict[str, float]:
-    """On the 30 fixture sentences: largest absolute difference and cosine similarities (min, mean) of every real
-    word's vectors, over the scalar mix and every layer, to PyTorch float32."""
-    enc = tokenizer(sentences(), is_split_into_words=True, padding=True, return_tensors="pt")
-    with torch.inference_mode():
-        expected = model(**enc)
-    got = onnx_model(**enc)
-    mask = enc["attention_mask"].bool().numpy()
-    pairs = [(got.last_hidden_state, expected.last_hidden_state)] + list(zip(got.hidden_states,
-                                                                             expected.hidden_states))
-    worst, cos_min, cos_means = 0.0, 1.0, []
-    for a, b in pairs:
-        a, b = a.numpy()[mask].astype(np.float64), b.numpy()[mask].astype(np.float64)
-        worst = max(worst, float(np.abs(a - b).max()))
-        cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
-        cos_min = min(cos_min, float(cos.min()))
-        cos_means.append(float(cos.mean()))
-    return {"max_abs_diff": worst, "min_cos": cos_min, "mean_cos": min(cos_means)}
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The workloads: (model, plan of batches, encode(batch, tensors) -> (inputs, tokens), accuracy(onnx_model) -> text)
+# --------------------------------------------------------------------------------------------------------------------
+def elmo_workload(args):
+    model = load(args.size, torch.float32, args.cache)
+    tokenizer = ElmoTokenizer()
+
+    def encode(batch, tensors):
+        return (tokenizer(batch, is_split_into_words=True, padding=True, return_tensors=tensors),
+                sum(len(s) for s in batch))
+
+    def accuracy(onnx_model: OnnxModel) -> str:
+        """On the 30 fixture sentences: largest absolute difference and cosine similarities (min, mean) of every
+        real word's vectors, over the scalar mix and every layer, to PyTorch float32."""
+        enc = tokenizer(sentences(), is_split_into_words=True, padding=True, return_tensors="pt")
+        with torch.inference_mode():
+            expected = model(**enc)
+        got = onnx_model(**enc)
+        mask = enc["attention_mask"].bool().numpy()
+        pairs = [(got.last_hidden_state, expected.last_hidden_state)] + list(zip(got.hidden_states,
+                                                                                 expected.hidden_states))
+        worst, cos_min, cos_means = 0.0, 1.0, []
+        for a, b in pairs:
+            a, b = a.numpy()[mask], b.numpy()[mask]
+            worst = max(worst, float(np.abs(a.astype(np.float64) - b).max()))
+            cos = cosines(a, b)
+            cos_min = min(cos_min, float(cos.min()))
+            cos_means.append(float(cos.mean()))
+        return (f"max abs diff {worst:.2g}, cosine similarity of the word vectors min {cos_min:.6f}, mean "
+                f"{min(cos_means):.6f}")
+
+    return f"ElmoModel {args.size}", model, f"onnx-{args.size}", None, batches(args.batch_size, args.batches), \
+        encode, accuracy
+
+
+def awd_lstm_workload(args):
+    from hf_elmo import AWDLSTMConfig, AWDLSTMForSequenceClassification, AWDLSTMTokenizer
+    from hf_elmo.data.stdlib_corpus import stdlib_sentences
+
+    texts = stdlib_sentences()
+    rng = np.random.default_rng(0)
+    documents, start = [], 0
+    while len(documents) < args.batch_size * (args.batches + 1) + 64:
+        n = int(rng.integers(10, 41))
+        documents.append(" ".join(texts[(start + i) % len(texts)] for i in range(n)))
+        start += n
+    itos = AWDLSTMTokenizer.build_vocab(texts, min_freq=1, max_vocab=60000)
+    itos += [f"xxfiller{i}" for i in range(60000 - len(itos))]  # ULMFiT's vocabulary size
+    tokenizer = AWDLSTMTokenizer(itos=itos)
+    torch.manual_seed(0)
+    model = AWDLSTMForSequenceClassification(AWDLSTMConfig(vocab_size=60000, num_labels=2)).eval()
+    with torch.no_grad():  # a trained-looking head: the default initialisation's logits are all near zero
+        for block in model.classifier.layers:
+            block.linear.weight.normal_(0, 0.1)
+    plan = [documents[b * args.batch_size : (b + 1) * args.batch_size] for b in range(args.batches + 1)]
+    held_out = documents[-64:]
+
+    def encode(batch, tensors):
+        enc = tokenizer(batch, padding=True, return_tensors=tensors)
+        return enc, int(enc["attention_mask"].sum())
+
+    def accuracy(onnx_model: OnnxModel) -> str:
+        """On 64 other documents: agreement of the predicted class with PyTorch float32, cosine of the logits."""
+        enc = tokenizer(held_out, padding=True, return_tensors="pt")
+        with torch.inference_mode():
+            expected = model(**enc).logits.numpy()
+        got = onnx_model(**enc).logits.numpy()
+        agree = float((got.argmax(-1) == expected.argmax(-1)).mean())
+        return (f"max abs diff {np.abs(got - expected).max():.2g}, predicted class agreement {agree:.3f}, cosine "
+                f"similarity of the logits min {cosines(got, expected).min():.6f}")
+
+    return "AWDLSTMForSequenceClassification (ULMFiT size)", model, "onnx-awd-lstm-classifier", tokenizer, plan, \
+        encode, accuracy
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", choices=["small", "medium", "original"], default="original")
+    ap.add_argument("--model", choices=["elmo", "awd-lstm"], default="elmo")
+    ap.add_argument("--size", choices=["small", "medium", "original"], default="original", help="ELMo's size")
     ap.add_argument("--batches", type=int, default=5, help="timed batches after one warm-up batch")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3, help="rounds over all runners; the best of each is reported")
@@ -83,19 +153,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
-    cpu = cpu_name()
-    print(f"# ElmoModel {args.size}, batch {args.batch_size}, {args.batches} batches, best of {args.rounds} rounds, "
-          f"torch {torch.__version__}, "
-          f"onnxruntime {ort.__version__}, {threads} threads, {cpu}")
-
-    model = load(args.size, torch.float32, args.cache)
-    tokenizer = ElmoTokenizer()
-    plan = batches(args.batch_size, args.batches)
+    workload = elmo_workload if args.model == "elmo" else awd_lstm_workload
+    title, model, cache_name, tokenizer, plan, encode, accuracy = workload(args)
+    print(f"# {title}, batch {args.batch_size}, {args.batches} batches, best of {args.rounds} rounds, "
+          f"torch {torch.__version__}, onnxruntime {ort.__version__}, {threads} threads, {cpu_name()}")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     variants = {
-        "float32": exported(model, args.cache / f"onnx-{args.size}-float32"),
-        "int8": exported(model, args.cache / f"onnx-{args.size}-int8", quantize="int8"),
+        "float32": exported(model, args.cache / f"{cache_name}-float32", tokenizer=tokenizer),
+        "int8": exported(model, args.cache / f"{cache_name}-int8", quantize="int8", tokenizer=tokenizer),
     }
 
     def torch_run(enc):
@@ -114,7 +180,7 @@ def main() -> None:
     load_average = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     for _ in range(args.rounds):
         for name, (run, tensors) in runners.items():
-            wall, cpu_time = tokens_per_s(run, plan, tokenizer, tensors)
+            wall, cpu_time = tokens_per_s(run, plan, lambda batch: encode(batch, tensors))
             best[name] = (max(best[name][0], wall), max(best[name][1], cpu_time))
     print(f"# load average before timing: {load_average:.1f} (other processes slow the wall-clock figures down; "
           "tokens per CPU-second, all threads counted, are less sensitive to them)")
@@ -122,10 +188,9 @@ def main() -> None:
     print(f"{'PyTorch eager':18s} float32 {torch_tps:8.0f} tokens/s {torch_cpu:8.0f} tokens/CPU-s")
     for dtype, onnx_model in onnx_models.items():
         tps, cpu_tps = best[f"ONNX Runtime CPU {dtype}"]
-        acc = accuracy(onnx_model, model, tokenizer)
         print(f"{'ONNX Runtime CPU':18s} {dtype:7s} {tps:8.0f} tokens/s {cpu_tps:8.0f} tokens/CPU-s "
-              f"({tps / torch_tps:.2f}x / {cpu_tps / torch_cpu:.2f}x PyTorch); vs PyTorch float32: max abs diff "
-              f"{acc['max_abs_diff']:.2g}, cosine similarity min {acc['min_cos']:.6f}, mean {acc['mean_cos']:.6f}")
+              f"({tps / torch_tps:.2f}x / {cpu_tps / torch_cpu:.2f}x PyTorch); vs PyTorch float32: "
+              f"{accuracy(onnx_model)}")
 
 
 if __name__ == "__main__":
