@@ -379,14 +379,22 @@ class ElmoBiLm(nn.Module):
         """The step function of the traceable recurrence: carry ``(h (2, B, P), c (2, B, H))``, input ``(gates
         (2, B, 4H), mask (2, B))``; rows whose mask is off keep their state and output zeros."""
         cfg = self.config
-        w_hh, w_proj = layer.weight_hh.transpose(1, 2), layer.weight_proj.transpose(1, 2)
+        # One 2-D product per direction (an exported graph's MatMul with a constant 2-D weight, which ONNX Runtime
+        # pre-packs; a batched 3-D product it cannot). The weights are sliced here, outside the step function, and
+        # copied: a scan's captured tensors must not alias one another (views of one stacked parameter would).
+        w_hh = [layer.weight_hh[d].t().contiguous() for d in range(2)]
+        w_proj = [layer.weight_proj[d].t().contiguous() for d in range(2)]
 
         def step(carry: tuple[torch.Tensor, torch.Tensor], inputs: tuple[torch.Tensor, torch.Tensor]):
             h, c = carry
             gates, keep = inputs
-            gates = gates + torch.bmm(h, w_hh)
+            # unbind (a Split), not h[0], h[1]: ONNX Runtime's Gather-to-Split fusion names its outputs alike in every
+            # loop body, which makes a saved optimised graph invalid
+            h_f, h_b = h.unbind(0)
+            gates = gates + torch.stack([h_f @ w_hh[0], h_b @ w_hh[1]])
             c_new, m = self._cell_update(gates, c)
-            h_new = torch.bmm(m.to(h.dtype), w_proj)
+            m_f, m_b = m.to(h.dtype).unbind(0)
+            h_new = torch.stack([m_f @ w_proj[0], m_b @ w_proj[1]])
             if cfg.proj_clip:
                 h_new = h_new.clamp(-cfg.proj_clip, cfg.proj_clip)
             keep = keep.unsqueeze(-1)
@@ -738,15 +746,24 @@ class ElmoModel(ElmoPreTrainedModel):
         batch, width, n_chars = input_ids.shape
         p = cfg.projection_dim
         m = mask.to(h0.dtype).unsqueeze(-1)
-        tokens = self.char_encoder(input_ids.reshape(batch * width, n_chars)).view(batch, width, p) * m
+        # the char CNN reads each distinct word once (padding is one all-zero "word")
+        words, inverse = torch.unique(input_ids.reshape(batch * width, n_chars), dim=0, return_inverse=True)
+        tokens = self.char_encoder(words)[inverse].view(batch, width, p) * m
         layers = [torch.cat([tokens, tokens], dim=-1)]
         x_f, x_b = tokens, tokens
         time_mask = torch.stack([mask.transpose(0, 1), mask.flip(1).transpose(0, 1)], dim=1)  # (T, 2, B)
+        real = mask.reshape(-1).nonzero().squeeze(1)  # the input products are computed at the real words only
+
+        def input_gates(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+            gates = F.linear(x.reshape(batch * width, -1).index_select(0, real), weight, bias)
+            full = gates.new_zeros(batch * width, gates.shape[-1]).index_copy(0, real, gates)
+            return full.view(batch, width, -1)  # zeros at padding, which the step function skips
+
         h_final, c_final = [], []
         for k, layer in enumerate(self.bilm.layers):
             bias = layer.effective_bias()
-            gx_f = F.linear(x_f, layer.weight_ih[0], bias[0])
-            gx_b = F.linear(x_b, layer.weight_ih[1], bias[1]).flip(1)
+            gx_f = input_gates(x_f, layer.weight_ih[0], bias[0])
+            gx_b = input_gates(x_b, layer.weight_ih[1], bias[1]).flip(1)
             gates = torch.stack([gx_f.transpose(0, 1), gx_b.transpose(0, 1)], dim=1)  # (T, 2, B, 4H)
             (h_n, c_n), ys = _scan(self.bilm.masked_step(layer), (h0[k], c0[k]), (gates, time_mask))
             out_f = ys[:, 0].transpose(0, 1)
