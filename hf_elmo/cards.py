@@ -1,18 +1,29 @@
-"""Model cards (README.md) for converted checkpoints, rendered from the templates in ``hf_elmo.model_cards``.
+"""Model cards (README.md) for converted, trained and exported checkpoints, rendered from the templates in
+``hf_elmo.model_cards``.
 
 The card is built with huggingface_hub's ``ModelCard.from_template`` so that its YAML metadata is the Hub's own
 (validated ``ModelCardData``) and the body is a Jinja template kept beside the package as ordinary Markdown.
 The templates are located through ``importlib.resources`` so that they are found in a wheel as in a checkout.
+
+The renderers share their scaffolding: the usage snippet's target (``_snippet_target``), the versions
+(``_versions``), the label list (``_labels_text``) and, for a model trained by hf-elmo rather than converted, the
+"Training" and "Results" sections (``TrainingReport``, rendered once from ``training.md`` by ``_training_section``
+and placed in the family's template where a conversion has its "Conversion" and "Parity" sections).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import json
 import os
 import shlex
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
 
+import jinja2
+import torch
 import transformers
 from huggingface_hub import ModelCard, ModelCardData
 
@@ -22,6 +33,7 @@ from .models.elmo.configuration_elmo import ElmoConfig
 
 ELMO_TEMPLATE = "elmo.md"
 AWD_LSTM_TEMPLATE = "awd_lstm.md"
+TRAINING_TEMPLATE = "training.md"
 AWD_LSTM_KINDS = ("language-model", "classifier")
 
 # What is known about each published size beyond its dimensions (shown in the card and in its metadata).
@@ -36,12 +48,88 @@ _PUBLISHED = {
 }
 
 
-def elmo_card_data(size_name: str) -> ModelCardData:
-    """The Hub metadata of an ELMo card (library, license, tags, pipeline, and the training data when known)."""
+@dataclass
+class TrainingReport:
+    """How hf-elmo trained a model and what the training measured: the "Training" and "Results" sections of its card
+    (a converted checkpoint has "Conversion" and "Parity" sections instead).
+
+    Attributes:
+        data: what it was trained on, a phrase that completes "trained ... on" (Markdown, no line breaks).
+        stages: the training table, one row per stage, each a dict of ``stage``, ``data``, ``schedule``, ``result``.
+        results: the figures the training measured, name → value as text (validation accuracy, perplexity, ...).
+        origin: a sentence on the weights it started from when those are not a Hub repository (which would be the
+            card's ``base_model``), e.g. a local folder.
+        datasets: the Hub dataset ids it was trained on, for the card's metadata (only when known).
+        task: what a classifier tells, a phrase (e.g. "which of these modules a sentence comes from: ...").
+    """
+
+    data: str
+    stages: list[dict[str, str]]
+    results: dict[str, str] = field(default_factory=dict)
+    origin: str | None = None
+    datasets: list[str] | None = None
+    task: str | None = None
+
+
+@contextlib.contextmanager
+def _template_path(template: str) -> Iterator[Path]:
+    with importlib.resources.as_file(importlib.resources.files("hf_elmo.model_cards").joinpath(template)) as path:
+        if not path.is_file():
+            raise FileNotFoundError(f"model card template {template!r} not found in hf_elmo.model_cards ({path})")
+        yield path
+
+
+def _versions() -> dict[str, str]:
+    return {"hf_elmo_version": _hf_elmo_version, "transformers_version": transformers.__version__,
+            "torch_version": torch.__version__}
+
+
+def _snippet_target(repo_id_or_path: str | os.PathLike, revision: str | None) -> dict[str, str]:
+    """What a usage snippet loads: the repository id or folder as a Python (and JSON) string literal, the argument
+    that selects the revision, and the target quoted for a shell command line."""
+    target = str(repo_id_or_path)
+    return {"checkpoint_literal": json.dumps(target), "checkpoint_shell": shlex.quote(target),
+            "revision_argument": f", revision={revision!r}" if revision else ""}
+
+
+def _labels_text(config: Any) -> str | None:
+    """``"0: a, 1: b"`` when the labels have names, None for transformers' default ``LABEL_i``."""
+    id2label = getattr(config, "id2label", None) or {}
+    if not id2label or all(str(v) == f"LABEL_{k}" for k, v in id2label.items()):
+        return None
+    return ", ".join(f"{k}: {v}" for k, v in sorted(id2label.items()))
+
+
+def _training_section(training: TrainingReport) -> str:
+    """The "Training" and "Results" sections of a trained model's card (Markdown)."""
+    for row in training.stages:
+        missing = {"stage", "data", "schedule", "result"} - set(row)
+        if missing:
+            raise ValueError(f"TrainingReport: stage {row.get('stage', '?')!r} lacks {sorted(missing)}")
+    with _template_path(TRAINING_TEMPLATE) as path:
+        template = jinja2.Template(path.read_text(encoding="utf-8"), trim_blocks=True, lstrip_blocks=True)
+    return template.render(training=training, **_versions()).strip()
+
+
+def _source_or_training(renderer: str, source: dict[str, Any] | None, training: TrainingReport | None,
+                        source_keys: tuple[str, ...]) -> None:
+    """A card describes either a conversion (``source``, with ``source_keys``) or a training run (``training``)."""
+    if (source is None) == (training is None):
+        raise ValueError(f"{renderer}: give either source (a converted checkpoint's original files) or training "
+                         "(a TrainingReport of a model trained here)")
+    if source is not None:
+        missing = [key for key in source_keys if not source.get(key)]
+        if missing:
+            raise ValueError(f"{renderer}: source is missing {missing} (the original files' names)")
+
+
+def elmo_card_data(size_name: str, datasets: list[str] | None = None) -> ModelCardData:
+    """The Hub metadata of an ELMo card (library, license, tags, pipeline, and the training data when known:
+    ``datasets``, else that of the published size)."""
     tags = ["elmo", "feature-extraction", "hf-elmo", "bilm", "character-level", "contextual-embeddings"]
     if size_name != "custom":
         tags.append("elmo-" + size_name.replace(" ", "-").lower())
-    datasets = _PUBLISHED.get(size_name, (None, None))[1]
+    datasets = datasets or _PUBLISHED.get(size_name, (None, None))[1]
     return ModelCardData(
         library_name="transformers",
         license="apache-2.0",
@@ -55,44 +143,43 @@ def elmo_card_data(size_name: str) -> ModelCardData:
 def render_elmo_card(
     config: ElmoConfig,
     repo_id_or_path: str | os.PathLike,
-    source: dict[str, Any],
+    source: dict[str, Any] | None,
     size_name: str,
     *,
     model_name: str | None = None,
     revision: str | None = None,
     num_parameters: int | None = None,
     verified_max_abs_diff: float | None = None,
+    training: TrainingReport | None = None,
 ) -> ModelCard:
-    """Renders the card of a converted ELMo checkpoint.
+    """Renders the card of an ELMo checkpoint: a converted one (``source``) or one trained by hf-elmo (``training``).
 
     Args:
         config: the checkpoint's configuration (its dimensions fill the architecture table).
         repo_id_or_path: what the usage snippet loads: the Hub repository id, or the local folder.
-        source: the original files: ``options``, ``weights`` (names), optionally ``weights_sha256`` and ``vocab``.
+        source: a conversion's original files: ``options``, ``weights`` (names), optionally ``weights_sha256`` and
+            ``vocab``; None for a trained model.
         size_name: ``"small"``, ``"medium"``, ``"original"``, ``"original 5.5B"`` or ``"custom"``.
         model_name: the card's title (default: "ELMo (<size>)").
         revision: the branch the usage snippet should load, when not the default one.
         num_parameters: shown in the architecture table when given.
         verified_max_abs_diff: the difference measured when the saved folder was reloaded, shown in the parity section.
+        training: how a model trained here was trained and what it measured (instead of ``source``).
     """
     if size_name not in (*_PUBLISHED, "custom"):
         raise ValueError(f"render_elmo_card: unknown size_name {size_name!r}; one of {[*_PUBLISHED, 'custom']}")
-    missing = [key for key in ("options", "weights") if not source.get(key)]
-    if missing:
-        raise ValueError(f"render_elmo_card: source is missing {missing} (the original files' names)")
-    target = str(repo_id_or_path)
-    trained_on = _PUBLISHED.get(size_name, (None, None))[0]
+    _source_or_training("render_elmo_card", source, training, ("options", "weights"))
+    trained_on = _PUBLISHED.get(size_name, (None, None))[0] if training is None else None
     size_description = f"The published {size_name} ELMo weights were trained on {trained_on}." if trained_on else None
     template_kwargs: dict[str, Any] = dict(
         model_name=model_name or (f"ELMo ({size_name})" if size_name != "custom" else "ELMo"),
         size_name=size_name,
         size_description=size_description,
-        checkpoint_literal=json.dumps(target),  # a valid Python string literal too
-        checkpoint_shell=shlex.quote(target),
-        revision_argument=f", revision={revision!r}" if revision else "",
-        source={"weights_sha256": None, "vocab": None, **source},
-        hf_elmo_version=_hf_elmo_version,
-        transformers_version=transformers.__version__,
+        **_snippet_target(repo_id_or_path, revision),
+        source=None if source is None else {"weights_sha256": None, "vocab": None, **source},
+        training=training,
+        training_section=_training_section(training) if training else None,
+        **_versions(),
         num_parameters=num_parameters,
         verified_max_abs_diff=None if verified_max_abs_diff is None else f"{verified_max_abs_diff:.2g}",
         char_cnn_filters=config.char_cnn_filters,
@@ -110,20 +197,20 @@ def render_elmo_card(
         use_skip_connections="yes" if config.use_skip_connections else "no",
         vocab_size=config.vocab_size,
     )
-    return _from_template(ELMO_TEMPLATE, elmo_card_data(size_name), template_kwargs)
+    card_data = elmo_card_data(size_name, datasets=training.datasets if training else None)
+    return _from_template(ELMO_TEMPLATE, card_data, template_kwargs)
 
 
 def _from_template(template: str, card_data: ModelCardData, template_kwargs: dict[str, Any]) -> ModelCard:
-    with importlib.resources.as_file(importlib.resources.files("hf_elmo.model_cards").joinpath(template)) as path:
-        if not path.is_file():
-            raise FileNotFoundError(f"model card template {template!r} not found in hf_elmo.model_cards ({path})")
+    with _template_path(template) as path:
         return ModelCard.from_template(card_data, template_path=str(path), **template_kwargs)
 
 
 def awd_lstm_card_data(kind: str, license: str = "apache-2.0", language: str | None = "en",
-                       base_model: str | None = None) -> ModelCardData:
+                       base_model: str | None = None, datasets: list[str] | None = None) -> ModelCardData:
     """The Hub metadata of an AWD-LSTM card: library, license, language, tags, the pipeline (text generation for a
-    language model, text classification for a classifier) and, for a fine-tuned classifier, its base model."""
+    language model, text classification for a classifier), the model it was fine-tuned from and the Hub datasets it
+    was trained on, when known."""
     if kind not in AWD_LSTM_KINDS:
         raise ValueError(f"kind must be one of {AWD_LSTM_KINDS}, got {kind!r}")
     pipeline = "text-generation" if kind == "language-model" else "text-classification"
@@ -135,13 +222,14 @@ def awd_lstm_card_data(kind: str, license: str = "apache-2.0", language: str | N
         tags=tags,
         pipeline_tag=pipeline,
         base_model=base_model,
+        datasets=datasets,
     )
 
 
 def render_awd_lstm_card(
     config: AWDLSTMConfig,
     repo_id_or_path: str | os.PathLike,
-    source: dict[str, Any],
+    source: dict[str, Any] | None,
     kind: str,
     *,
     model_name: str | None = None,
@@ -152,53 +240,58 @@ def render_awd_lstm_card(
     license: str = "apache-2.0",
     language: str | None = "en",
     notes: list[str] | None = None,
+    training: TrainingReport | None = None,
+    example_texts: list[str] | None = None,
 ) -> ModelCard:
-    """Renders the card of a converted fastai AWD-LSTM (ULMFiT) checkpoint.
+    """Renders the card of an AWD-LSTM (ULMFiT) checkpoint: a converted fastai one (``source``) or one trained by
+    hf-elmo's ULMFiT recipe (``training``).
 
     Args:
         config: the checkpoint's configuration (its sizes fill the architecture table).
         repo_id_or_path: what the usage snippet loads: the Hub repository id, or the local folder.
-        source: the original files: ``weights``, ``vocab`` (names), ``format`` (e.g. "fastai v2 Learner.save"),
-            optionally ``weights_sha256``.
+        source: a conversion's original files: ``weights``, ``vocab`` (names), ``format`` (e.g. "fastai v2
+            Learner.save"), optionally ``weights_sha256``; None for a trained model.
         kind: ``"language-model"`` or ``"classifier"``.
         model_name: the card's title (default: "AWD-LSTM language model (ULMFiT)" / "ULMFiT text classifier").
         revision: the branch the usage snippet should load, when not the default one.
         num_parameters: shown in the architecture table when given.
         verified_max_abs_diff: the difference measured when the saved folder was reloaded, shown in the parity section.
-        base_model: for a classifier, the Hub id of the language model it was fine-tuned from.
+        base_model: the Hub id of the model it was fine-tuned from (a converted checkpoint: only a classifier's).
         license, language: card metadata.
         notes: sentences added to the conversion section.
+        training: how a model trained here was trained and what it measured (instead of ``source``).
+        example_texts: texts of the model's domain for the usage snippet (a classifier's inputs; a language model's
+            prompt is the first); default: two film reviews / "The meaning of life is".
     """
     if kind not in AWD_LSTM_KINDS:
         raise ValueError(f"render_awd_lstm_card: unknown kind {kind!r}; one of {AWD_LSTM_KINDS}")
-    missing = [key for key in ("weights", "vocab", "format") if not source.get(key)]
-    if missing:
-        raise ValueError(f"render_awd_lstm_card: source is missing {missing}")
-    if base_model and kind != "classifier":
+    _source_or_training("render_awd_lstm_card", source, training, ("weights", "vocab", "format"))
+    if base_model and kind != "classifier" and training is None:
         raise ValueError("render_awd_lstm_card: base_model only applies to a classifier")
     is_classifier = kind == "classifier"
-    target = str(repo_id_or_path)
+    if example_texts is None:
+        example_texts = (["This movie was a complete waste of time.",
+                          "A wonderful, moving film. I loved every minute of it!"] if is_classifier
+                         else ["The meaning of life is"])
     sizes = [config.layer_output_size(layer) for layer in range(config.num_layers)]
     layer_sizes = " → ".join([str(config.emb_size)] + [str(n) for n in sizes])
     head_dims = [config.classifier_input_size, *config.classifier_hidden_sizes, config.num_labels]
     head_description = " → ".join(str(n) for n in head_dims) + " (BatchNorm → Dropout → Linear, ReLU between)"
-    labels = None
-    if is_classifier and config.id2label and not all(
-        str(v) == f"LABEL_{k}" for k, v in config.id2label.items()
-    ):
-        labels = ", ".join(f"{k}: {v}" for k, v in sorted(config.id2label.items()))
+    labels = _labels_text(config) if is_classifier else None
     default_name = "ULMFiT text classifier (AWD-LSTM)" if is_classifier else "AWD-LSTM language model (ULMFiT)"
     template_kwargs: dict[str, Any] = dict(
         model_name=model_name or default_name,
         is_classifier=is_classifier,
         base_model=base_model,
         auto_class="AutoModelForSequenceClassification" if is_classifier else "AutoModelForCausalLM",
-        checkpoint_literal=json.dumps(target),
-        revision_argument=f", revision={revision!r}" if revision else "",
-        source={"weights_sha256": None, **source},
+        **_snippet_target(repo_id_or_path, revision),
+        examples_literal=json.dumps(list(example_texts) if is_classifier else list(example_texts)[:1]),
+        num_examples=len(example_texts),
+        source=None if source is None else {"weights_sha256": None, **source},
+        training=training,
+        training_section=_training_section(training) if training else None,
         notes=list(notes or []),
-        hf_elmo_version=_hf_elmo_version,
-        transformers_version=transformers.__version__,
+        **_versions(),
         num_parameters=num_parameters,
         verified_max_abs_diff=None if verified_max_abs_diff is None else f"{verified_max_abs_diff:.2g}",
         vocab_size=config.vocab_size,
@@ -224,7 +317,8 @@ def render_awd_lstm_card(
         ar_alpha=f"{config.ar_alpha:g}",
         tar_beta=f"{config.tar_beta:g}",
     )
-    card_data = awd_lstm_card_data(kind, license=license, language=language, base_model=base_model)
+    card_data = awd_lstm_card_data(kind, license=license, language=language, base_model=base_model,
+                                   datasets=training.datasets if training else None)
     return _from_template(AWD_LSTM_TEMPLATE, card_data, template_kwargs)
 
 
@@ -391,12 +485,7 @@ def render_onnx_card(
     is_repo = not os.path.exists(target) and not os.path.isabs(target) and target.count("/") <= 1
     what, outputs_text, hf_elmo_lines, ort_lines = tasks[task]
     dims, architecture = _onnx_architecture(config)
-    labels = None
-    id2label = getattr(config, "id2label", None) or {}
-    if task in ("text-classification", "token-classification") and not all(
-        str(v) == f"LABEL_{k}" for k, v in id2label.items()
-    ):
-        labels = ", ".join(f"{k}: {v}" for k, v in sorted(id2label.items()))
+    labels = _labels_text(config) if task in ("text-classification", "token-classification") else None
     validation = dict(onnx_info.get("validation") or {})
     for key in ("float32_max_abs_diff", "max_abs_diff"):
         validation[key + "_text"] = f"{validation[key]:.2g}" if validation.get(key) is not None else "not measured"
@@ -426,8 +515,7 @@ def render_onnx_card(
         outputs_description=outputs_text.format(**dims),
         hf_elmo_outputs=hf_elmo_lines.format(**dims),
         ort_outputs=ort_lines.format(**dims),
-        checkpoint_literal=json.dumps(target),
-        revision_argument=f", revision={revision!r}" if revision else "",
+        **_snippet_target(repo_id_or_path, revision),
         is_repo=is_repo,
         validation=validation,
         versions={"hf_elmo": _hf_elmo_version, "torch": "?", "onnx": "?", "onnxruntime": "?",
