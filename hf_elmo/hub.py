@@ -11,10 +11,24 @@ import os
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 # Never uploaded: version-control and cache folders (huggingface_hub's own download cache is ``.cache/``) and
 # Python byte code.
 _SKIPPED_PARTS = ("__pycache__",)
+
+
+def is_hub_repo_id(name: str | os.PathLike) -> bool:
+    """Whether ``name`` reads as a Hub repository id (``user/model`` or ``model``) rather than a local folder: no such
+    path exists here and it is a valid id. (A card's ``base_model`` must be one.)"""
+    text = str(name)
+    if os.path.exists(text) or os.path.isabs(text):
+        return False
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
 
 
 def folder_files(folder: str | os.PathLike) -> list[str]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
+import huggingface_hub
 import pytest
 import torch
 
@@ -35,6 +37,19 @@ CONVERTED_ELMO_FILES = frozenset({
     "tokenization_elmo.py",
     "tokenizer_config.json",
     "vocab.txt",
+})
+
+# What a saved AWD-LSTM folder of the ULMFiT recipe holds, and so what one push commits (a language model's folder
+# also holds generation_config.json).
+AWD_LSTM_FOLDER_FILES = frozenset({
+    "README.md",
+    "config.json",
+    "configuration_awd_lstm.py",
+    "model.safetensors",
+    "modeling_awd_lstm.py",
+    "tokenization_awd_lstm.py",
+    "tokenizer_config.json",
+    "vocab.json",
 })
 
 # Tests run on a 2-core machine: keep torch from oversubscribing it.
@@ -116,3 +131,88 @@ def tiny_model(seed: int = 0, **overrides) -> ElmoModel:
     """A randomly initialised (seeded) ElmoModel of ``tiny_config``, in eval mode."""
     torch.manual_seed(seed)
     return randomize_(ElmoModel(tiny_config(**overrides)), seed).eval()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# A stand-in for the Hub: nothing leaves the machine
+# --------------------------------------------------------------------------------------------------------------------
+COMMIT_URL = "https://huggingface.co/user/elmo-test/commit/0123abc"
+
+
+class FakeHub:
+    """Stands in for the Hub behind HfApi: records each call with the token of the HfApi it was made through."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+    def only(self, name: str) -> dict:
+        found = [kwargs for n, kwargs in self.calls if n == name]
+        assert len(found) == 1, f"{name} called {len(found)} times: {self.calls}"
+        return found[0]
+
+    def all(self, name: str) -> list[dict]:
+        return [kwargs for n, kwargs in self.calls if n == name]
+
+
+def install_fake_hub(monkeypatch: pytest.MonkeyPatch) -> FakeHub:
+    """Replaces the HfApi methods push_folder calls (on the class) with recorders; the methods that would upload by
+    another route fail the test if they are reached."""
+    fake = FakeHub()
+
+    def create_repo(self, repo_id, **kwargs):
+        fake.calls.append(("create_repo", {"repo_id": repo_id, "token": self.token, **kwargs}))
+        return SimpleNamespace(repo_id=repo_id, url=f"https://huggingface.co/{repo_id}")
+
+    def create_branch(self, repo_id, **kwargs):
+        fake.calls.append(("create_branch", {"repo_id": repo_id, "token": self.token, **kwargs}))
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        operations = list(operations)
+        # Read the files now, as the real upload would: the folder may be a temporary one.
+        contents = {op.path_in_repo: Path(op.path_or_fileobj).read_bytes() for op in operations}
+        fake.calls.append(("create_commit", {"repo_id": repo_id, "operations": operations, "contents": contents,
+                                             "token": self.token, **kwargs}))
+        return SimpleNamespace(commit_url=COMMIT_URL, oid="0123abc")
+
+    def forbidden(self, *args, **kwargs):
+        raise AssertionError("push_folder must upload through one create_commit only")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_branch", create_branch)
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_commit", create_commit)
+    for name in ("upload_folder", "upload_file", "upload_large_folder", "preupload_lfs_files"):
+        if hasattr(huggingface_hub.HfApi, name):  # not every huggingface_hub version has them all
+            monkeypatch.setattr(huggingface_hub.HfApi, name, forbidden)
+    return fake
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> FakeHub:
+    return install_fake_hub(monkeypatch)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Model cards
+# --------------------------------------------------------------------------------------------------------------------
+def card_snippet(text: str) -> str:
+    """The first Python code block of a model card (its usage snippet)."""
+    import re
+
+    found = re.search(r"```python\n(.*?)```", text, re.S)
+    assert found, "the card has no Python code block"
+    return found.group(1)
+
+
+def run_card_snippet(text: str, replace: dict[str, str] | None = None) -> dict:
+    """Runs a card's usage snippet as written (after the literal replacements ``replace``, e.g. a Hub id by the
+    folder that will be pushed there); returns its namespace."""
+    snippet = card_snippet(text)
+    for old, new in (replace or {}).items():
+        assert old in snippet, old
+        snippet = snippet.replace(old, new)
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    return namespace

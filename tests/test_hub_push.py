@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
-import huggingface_hub
 import pytest
 from huggingface_hub import CommitOperationAdd, ModelCard
 
 from hf_elmo.conversion.allennlp_elmo import convert_allennlp_elmo
 from hf_elmo.hub import push_folder
-from conftest import CONVERTED_ELMO_FILES
+from conftest import COMMIT_URL, CONVERTED_ELMO_FILES, FakeHub
 
 FIXTURE = Path(__file__).resolve().parents[1].parent / "shared/fixtures/elmo/bilm-tf"
 
@@ -28,53 +26,6 @@ pytestmark = pytest.mark.skipif(
 # What a converted folder holds, and so what one push commits: the weights, the config, the tokenizer, the model's
 # code (remote code), the card and the original options.
 CONVERTED_FILES = set(CONVERTED_ELMO_FILES)
-COMMIT_URL = "https://huggingface.co/user/elmo-test/commit/0123abc"
-
-
-class FakeHub:
-    """Stands in for the Hub behind HfApi: records each call with the token of the HfApi it was made through."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict]] = []
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.calls]
-
-    def only(self, name: str) -> dict:
-        found = [kwargs for n, kwargs in self.calls if n == name]
-        assert len(found) == 1, f"{name} called {len(found)} times: {self.calls}"
-        return found[0]
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> FakeHub:
-    fake = FakeHub()
-
-    def create_repo(self, repo_id, **kwargs):
-        fake.calls.append(("create_repo", {"repo_id": repo_id, "token": self.token, **kwargs}))
-        return SimpleNamespace(repo_id=repo_id, url=f"https://huggingface.co/{repo_id}")
-
-    def create_branch(self, repo_id, **kwargs):
-        fake.calls.append(("create_branch", {"repo_id": repo_id, "token": self.token, **kwargs}))
-
-    def create_commit(self, repo_id, operations, **kwargs):
-        operations = list(operations)
-        # Read the files now, as the real upload would: the folder may be a temporary one.
-        contents = {op.path_in_repo: Path(op.path_or_fileobj).read_bytes() for op in operations}
-        fake.calls.append(("create_commit", {"repo_id": repo_id, "operations": operations, "contents": contents,
-                                             "token": self.token, **kwargs}))
-        return SimpleNamespace(commit_url=COMMIT_URL, oid="0123abc")
-
-    def forbidden(self, *args, **kwargs):
-        raise AssertionError("push_folder must upload through one create_commit only")
-
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_branch", create_branch)
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_commit", create_commit)
-    for name in ("upload_folder", "upload_file", "upload_large_folder", "preupload_lfs_files"):
-        if hasattr(huggingface_hub.HfApi, name):  # not every huggingface_hub version has them all
-            monkeypatch.setattr(huggingface_hub.HfApi, name, forbidden)
-    return fake
 
 
 @pytest.fixture(scope="module")

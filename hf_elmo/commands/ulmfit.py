@@ -1,11 +1,18 @@
 """``hf-elmo ulmfit``: ULMFiT's three stages (LM pretraining or a pretrained LM, LM fine-tuning, classifier
-fine-tuning with gradual unfreezing) on a labelled CSV/JSONL file or a ``datasets`` name."""
+fine-tuning with gradual unfreezing) on a labelled CSV/JSONL file or a ``datasets`` name.
+
+With ``--output DIR`` the fine-tuned language model and the classifier are saved as Hub-ready folders
+(``DIR/language_model``, ``DIR/classifier``: safetensors weights, the model's code, the tokenizer and a model card
+with the training's figures); ``--push-to-hub REPO_ID`` uploads the classifier folder in one commit (and
+``--push-lm-to-hub REPO_ID`` the language model's), from a temporary folder when no ``--output`` is given.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +31,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     start.add_argument("--scratch", action="store_true",
                        help="no pretrained LM: build the vocabulary and train the LM on --pretrain-data and the task")
     parser.add_argument("--pretrain-data", default=None, help="unlabelled text for stage 1 with --scratch")
-    parser.add_argument("--output", type=Path, default=None, help="save the LM and classifier folders here")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="save the LM and classifier folders (with model cards) and metrics.json here")
+    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the classifier folder to this Hub repository")
+    parser.add_argument("--push-lm-to-hub", metavar="REPO_ID",
+                        help="upload the fine-tuned language model's folder to this Hub repository (it then is the "
+                             "classifier's base_model)")
+    parser.add_argument("--private", action="store_true", help="create the Hub repositories as private")
+    parser.add_argument("--revision", metavar="REV", help="Hub branch to push to (created when missing)")
+    parser.add_argument("--language", default="en", help="language in the cards' metadata (default en)")
+    parser.add_argument("--license", default="apache-2.0", help="license in the cards' metadata (default apache-2.0)")
     parser.add_argument("--lm-epochs", type=int, default=1)
     parser.add_argument("--lm-lr", type=float, default=1e-2)
     parser.add_argument("--classifier-epochs", type=int, default=None,
@@ -52,11 +68,26 @@ def _label_ids(labels: list[Any], classes: list[str] | None = None) -> tuple[lis
     return [index[str(y)] for y in labels], classes
 
 
+def _describe(source: str, texts: int) -> tuple[str, list[str] | None]:
+    """The cards' phrase for the training data, and its Hub dataset id when it was one (not a local file)."""
+    if Path(source).exists():
+        return f"{texts:,} labelled texts of `{Path(source).name}`", None
+    return f"{texts:,} labelled texts of the [{source}](https://huggingface.co/datasets/{source}) dataset", [source]
+
+
 def run(args: argparse.Namespace) -> int:
     from ..data import tabular
-    from ..training.ulmfit import UlmfitSettings, run_ulmfit
+    from ..hub import push_folder
+    from ..training.ulmfit import UlmfitSettings, run_ulmfit, save_ulmfit_folders
     from . import console_logging
 
+    pushes = [repo for repo in (args.push_to_hub, args.push_lm_to_hub) if repo]
+    if args.revision and not pushes:
+        raise ValueError("--revision only applies with --push-to-hub or --push-lm-to-hub")
+    if args.private and not pushes:
+        raise ValueError("--private only applies with --push-to-hub or --push-lm-to-hub")
+    if args.push_to_hub and args.push_to_hub == args.push_lm_to_hub:
+        raise ValueError("--push-to-hub and --push-lm-to-hub name the same repository: give each model its own")
     train_x, train_raw = tabular.read_labelled(args.train, args.text_column, args.label_column)
     train_y, classes = _label_ids(train_raw)
     valid_x = valid_y = None
@@ -76,14 +107,24 @@ def run(args: argparse.Namespace) -> int:
             scratch_config=dict(emb_size=args.emb_size, hidden_size=args.hidden_size, num_layers=args.num_layers),
             settings=settings, output_dir=args.output, min_freq=args.min_freq,
         )
-    result.classifier.config.id2label = dict(enumerate(classes))
-    result.classifier.config.label2id = {c: i for i, c in enumerate(classes)}
-    if args.output:
-        for name, model in (("language_model", result.language_model), ("classifier", result.classifier)):
-            folder = args.output / name
-            model.save_pretrained(folder)
-            result.tokenizer.save_pretrained(folder)
-        (args.output / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
-        print(f"saved the language model and the classifier under {args.output}")
+    if args.output or pushes:
+        data, datasets = _describe(args.train, len(train_x))
+        with tempfile.TemporaryDirectory() as tmp:
+            output = args.output or Path(tmp)
+            folders = save_ulmfit_folders(
+                result, output, data=data, class_names=classes, lm_repo_id=args.push_lm_to_hub,
+                classifier_repo_id=args.push_to_hub, revision=args.revision, datasets=datasets,
+                language=args.language, license=args.license, example_texts=(valid_x or train_x)[:2],
+            )
+            (output / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
+            if args.output:
+                print(f"saved the language model and the classifier under {args.output}")
+            for folder, repo_id in ((folders["language_model"], args.push_lm_to_hub),
+                                    (folders["classifier"], args.push_to_hub)):
+                if repo_id:
+                    what = "classifier" if folder.name == "classifier" else "fine-tuned language model"
+                    url = push_folder(folder, repo_id, private=args.private, revision=args.revision,
+                                      commit_message=f"Add the ULMFiT {what} trained with hf-elmo")
+                    print(f"Pushed the {what} to {url}")
     print("\n".join(f"{key}: {value:.4f}" for key, value in result.metrics.items()))
     return 0
