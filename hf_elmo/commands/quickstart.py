@@ -1,15 +1,33 @@
-"""``hf-elmo quickstart``: the main job, end to end, on text that ships with every Python (or on ``--data``)."""
+"""``hf-elmo quickstart``: the main job, end to end, on text that ships with every Python (or on ``--data``).
+
+Its stages, in order (``--stages`` picks some): ``elmo`` pretrains a small ELMo (``hf_elmo.quickstart.elmo_stage``);
+``ulmfit`` pretrains a small AWD-LSTM language model and runs ULMFiT's three stages on a classification task made
+from the same text (``hf_elmo.quickstart.ulmfit_stage``). Each stage saves Hub-ready folders (with model cards) under
+``--output`` and returns its figures, which are printed. A later stage reads what an earlier one returned: the ULMFiT
+stage's result carries the classifier's folder and validation texts (e.g. for an ONNX export stage).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 NAME = "quickstart"
-HELP = "pretrain a small ELMo on the standard library's docstrings (or --data) and report perplexity and speed"
+HELP = ("pretrain a small ELMo and a ULMFiT classifier on the standard library's docstrings (or --data) and report "
+        "perplexity, accuracy and speed")
+STAGES = ("elmo", "ulmfit")
+
+
+def _stages(text: str) -> list[str]:
+    stages = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        raise argparse.ArgumentTypeError(f"stages are a comma-separated list of {', '.join(STAGES)}; got {text!r}")
+    return stages
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -18,10 +36,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="a .txt (one text per line), .csv/.tsv or .jsonl file instead of the standard library's "
                              "docstrings")
     parser.add_argument("--text-column", default="text", help="column/field holding the text (default: text)")
+    parser.add_argument("--label-column", default=None,
+                        help="with --data: column/field of labels for the ULMFiT classifier (default: none, the "
+                             "classifier tells original from shuffled word order)")
+    parser.add_argument("--stages", type=_stages, default=list(STAGES),
+                        help="comma-separated stages to run, of " + ", ".join(STAGES) + " (default: all)")
     parser.add_argument("--output", type=Path, default=None,
                         help="keep the Hub-ready folders here (default: a temporary folder, removed at the end)")
     parser.add_argument("--elmo-steps", type=int, default=300, help="ELMo pretraining steps (default: 300)")
+    parser.add_argument("--ulmfit-lm-epochs", type=int, default=1,
+                        help="epochs of each ULMFiT language-model stage (pretraining, fine-tuning; default: 1)")
+    parser.add_argument("--ulmfit-classifier-epochs", type=int, default=10,
+                        help="ULMFiT classifier epochs, gradual unfreezing included (default: 10)")
+    parser.add_argument("--ulmfit-emb-size", type=int, default=128, help="AWD-LSTM embedding size (default: 128)")
+    parser.add_argument("--ulmfit-hidden-size", type=int, default=384, help="AWD-LSTM hidden size (default: 384)")
     parser.add_argument("--limit", type=int, default=None, help="use at most this many texts")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's; on a busy machine 1 can be much faster)")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(func=run)
     return parser
@@ -34,19 +65,56 @@ def _print_figures(title: str, figures: dict[str, Any]) -> None:
         print(f"  {key:<{width}}  {value}")
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..quickstart import corpus, elmo_stage
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    import torch
 
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _ulmfit_task(args: argparse.Namespace, texts: list[str], labels: list[str] | None):
+    from ..quickstart import ulmfit_stage
+
+    if args.data is None:
+        return ulmfit_stage.stdlib_task(texts, labels, seed=args.seed)
+    if labels is not None:
+        return ulmfit_stage.labelled_task(f"the {args.label_column!r} label of a text", texts, labels, args.seed)
+    return ulmfit_stage.shuffle_task(texts, seed=args.seed)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..quickstart import corpus, elmo_stage, ulmfit_stage
+
+    if args.label_column and args.data is None:
+        raise ValueError("--label-column applies with --data (the standard library's task is the module)")
     start = time.perf_counter()
-    texts = corpus.read_texts(args.data, args.text_column, args.limit)
+    texts, labels = corpus.read_labelled_texts(args.data, args.text_column, args.label_column, args.limit)
     train, valid = corpus.split(texts, seed=args.seed)
-    print(f"{len(texts)} texts ({'standard library docstrings' if args.data is None else args.data}): "
-          f"{len(train)} to train on, {len(valid)} to validate")
-    with tempfile.TemporaryDirectory() as tmp:
+    data = corpus.describe(args.data, len(texts))
+    print(f"{data}: {len(train)} to train on, {len(valid)} to validate")
+    kept = "" if args.output else " (temporary; pass --output to keep them)"
+    with tempfile.TemporaryDirectory() as tmp, _torch_threads(args.threads):
         output = args.output or Path(tmp)
-        figures = elmo_stage.run(train, valid, output, steps=args.elmo_steps, seed=args.seed)
-        if args.output is None:
-            figures["folder"] += " (temporary; pass --output to keep it)"
-        _print_figures("ELMo bidirectional LM", figures)
+        if "elmo" in args.stages:
+            figures = elmo_stage.run(train, valid, output, steps=args.elmo_steps, seed=args.seed, data=data)
+            figures["folder"] += kept
+            _print_figures("ELMo bidirectional LM", figures)
+        if "ulmfit" in args.stages:
+            task = _ulmfit_task(args, texts, labels)
+            ulmfit = ulmfit_stage.run(
+                task, train, valid, output, data=data, lm_epochs=args.ulmfit_lm_epochs,
+                classifier_epochs=args.ulmfit_classifier_epochs, emb_size=args.ulmfit_emb_size,
+                hidden_size=args.ulmfit_hidden_size, seed=args.seed,
+            )
+            ulmfit.figures["folders"] += kept
+            _print_figures("ULMFiT: AWD-LSTM language model and text classifier", ulmfit.figures)
+            # A later stage (e.g. the ONNX export of ulmfit.classifier_folder, checked on ulmfit.valid_texts)
+            # goes here, inside the temporary folder's lifetime.
     print(f"\nquickstart finished in {time.perf_counter() - start:.0f} s")
     return 0

@@ -48,13 +48,22 @@ def prose_sentences(text: str, min_words: int = 5, max_words: int = 40) -> Itera
                 yield sentence
 
 
-def stdlib_sentences(limit: int | None = None, root: Path | None = None) -> list[str]:
-    """Distinct prose sentences from the standard library's docstrings, in a fixed order."""
-    seen: dict[str, None] = {}
+def stdlib_sentence_sources(limit: int | None = None, root: Path | None = None) -> list[tuple[str, str]]:
+    """Distinct prose sentences from the standard library's docstrings, in a fixed order, each with the top-level
+    module or package it comes from (``"email"`` for ``email/mime/text.py``, ``"difflib"`` for ``difflib.py``); a
+    sentence found in several files is kept with the first."""
+    root = Path(root or sysconfig.get_paths()["stdlib"])
+    seen: dict[str, str] = {}
     for path in stdlib_modules(root):
+        source = path.relative_to(root).parts[0].removesuffix(".py")
         for doc in docstrings(path):
             for sentence in prose_sentences(doc):
-                seen.setdefault(sentence, None)
+                seen.setdefault(sentence, source)
                 if limit is not None and len(seen) >= limit:
-                    return list(seen)
-    return list(seen)
+                    return list(seen.items())
+    return list(seen.items())
+
+
+def stdlib_sentences(limit: int | None = None, root: Path | None = None) -> list[str]:
+    """Distinct prose sentences from the standard library's docstrings, in a fixed order."""
+    return [sentence for sentence, _ in stdlib_sentence_sources(limit, root)]

@@ -1,7 +1,8 @@
 """Quickstart stage: pretrain a small ELMo bidirectional LM with the Trainer, save it, and measure it.
 
 The figures it reports: validation perplexity before and after pretraining (the mean of the forward and backward
-LMs' losses, full softmax), and inference speed of the saved model (tokens/s, eval, no grad).
+LMs' losses, full softmax), and inference speed of the saved model (tokens/s, eval, no grad). The saved folder is
+Hub-ready: its model card (README.md) describes the training and carries these figures.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
+from ..cards import TrainingReport, render_elmo_card
 from ..models.elmo import ElmoConfig, ElmoForLanguageModeling, ElmoModel, ElmoTokenizer
 
 # A small ELMo (about 5M parameters) that learns something in a minute on two CPU cores.
@@ -34,7 +36,7 @@ SMALL_ELMO = dict(
 def _encode(tokenizer: ElmoTokenizer, texts: list[str]) -> list[dict[str, Any]]:
     rows = []
     for text in texts:
-        enc = tokenizer(text, truncation=True, max_length=64, return_token_ids=True)
+        enc = tokenizer(text, truncation=True, max_length=MAX_WORDS, return_token_ids=True)
         rows.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
                      "labels": enc["token_ids"]})
     return rows
@@ -54,9 +56,14 @@ def perplexity(model: ElmoForLanguageModeling, tokenizer: ElmoTokenizer, rows: l
     return math.exp(total / max(count, 1))
 
 
+LEARNING_RATE = 3e-3
+MAX_WORDS = 64  # words per sentence in training (the tokenizer truncates)
+
+
 def run(train_texts: list[str], valid_texts: list[str], output: Path, steps: int = 300, batch_size: int = 32,
-        vocab_size: int = 8000, seed: int = 0) -> dict[str, Any]:
-    """Builds the vocabulary, pretrains, saves ``output / "elmo"`` (model + tokenizer) and returns the figures."""
+        vocab_size: int = 8000, seed: int = 0, data: str | None = None) -> dict[str, Any]:
+    """Builds the vocabulary, pretrains, saves ``output / "elmo"`` (model, tokenizer, model card) and returns the
+    figures. ``data`` describes the texts for the card (default: "N sentences")."""
     torch.manual_seed(seed)
     folder = output / "elmo"
     folder.mkdir(parents=True, exist_ok=True)
@@ -70,9 +77,10 @@ def run(train_texts: list[str], valid_texts: list[str], output: Path, steps: int
     train_rows, valid_rows = _encode(tokenizer, train_texts), _encode(tokenizer, valid_texts)
     ppl_before = perplexity(model, tokenizer, valid_rows)
 
+    warmup = max(1, steps // 20)
     args = TrainingArguments(
         output_dir=str(output / "checkpoints" / "elmo"), max_steps=steps, per_device_train_batch_size=batch_size,
-        learning_rate=3e-3, warmup_steps=max(1, steps // 20), lr_scheduler_type="linear", weight_decay=0.0,
+        learning_rate=LEARNING_RATE, warmup_steps=warmup, lr_scheduler_type="linear", weight_decay=0.0,
         logging_steps=max(1, steps // 10), save_strategy="no", report_to=[], use_cpu=True, seed=seed,
         dataloader_drop_last=True,
     )
@@ -96,6 +104,30 @@ def run(train_texts: list[str], valid_texts: list[str], output: Path, steps: int
             encoder(**enc)
             n_words += int(enc["attention_mask"].sum()) - 2 * enc["attention_mask"].shape[0]
         tokens_per_s = n_words / (time.perf_counter() - start)
+
+    data = data or f"{len(train_texts) + len(valid_texts):,} sentences"
+    training = TrainingReport(
+        data=data,
+        stages=[{
+            "stage": "biLM pretraining (forward and backward LMs, full softmax)",
+            "data": f"{len(train_texts):,} sentences (at most {MAX_WORDS} words each), a {tokenizer.vocab_size:,}-word "
+                    "vocabulary (words seen at least twice)",
+            "schedule": f"{steps:,} steps of {batch_size} sentences; AdamW, lr {LEARNING_RATE:g}, no weight decay, "
+                        f"linear warm-up over {warmup} step{'s' if warmup != 1 else ''} then linear decay; dropout "
+                        f"{config.dropout:g}",
+            "result": f"validation perplexity {ppl_before:.1f} → {ppl_after:.1f}",
+        }],
+        results={
+            "validation perplexity (mean of the forward and backward LMs)":
+                f"{ppl_after:.1f} ({len(valid_texts):,} held-out sentences; {ppl_before:.1f} before training)",
+            "inference speed (CPU, eval, no grad)": f"{tokens_per_s:,.0f} words/s in batches of {batch_size} "
+                                                    f"({torch.get_num_threads()} threads)",
+            "training time": f"{train_seconds:.0f} s",
+        },
+    )
+    card = render_elmo_card(config, folder, None, "custom", model_name="ELMo (small, pretrained with hf-elmo)",
+                            num_parameters=sum(p.numel() for p in model.parameters()), training=training)
+    card.save(folder / "README.md")
     return {
         "folder": str(folder),
         "parameters": sum(p.numel() for p in model.parameters()),
