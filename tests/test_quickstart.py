@@ -20,6 +20,7 @@ from transformers import AutoModel, AutoTokenizer
 from conftest import run_card_snippet
 from hf_elmo.cli import main
 from hf_elmo.data.stdlib_corpus import prose_sentences, stdlib_sentence_sources, stdlib_sentences
+from hf_elmo.quickstart.corpus import split
 from hf_elmo.quickstart.ulmfit_stage import STDLIB_MODULES, shuffle_task
 
 FOLDERS = ("elmo", "ulmfit/language_model", "ulmfit/classifier")
@@ -150,6 +151,12 @@ def test_shuffled_order_task_for_unlabelled_text():
         original = originals[0].split()
         assert sorted(words) == sorted(original) and words[0] == original[0] and words[-1] == original[-1]
         assert (words != original) == (label == 1)
+    # the task draws its texts independently of the quickstart's train/validation split, so that validation texts
+    # outside the task remain to measure the language model on
+    many = [f"Text {i} holds some words in an order." for i in range(400)]
+    _, valid = split(many)
+    used = shuffle_task(many, seed=0, max_texts=200).used
+    assert len(used) == 200 and any(t not in used for t in valid)  # with the split's random stream: none
 
 
 def test_quickstart_ulmfit_on_a_labelled_file(tmp_path):

@@ -103,7 +103,7 @@ def _shuffle_inside(text: str, rng: random.Random) -> str | None:
 
 def shuffle_task(texts: Sequence[str], seed: int = 0, max_texts: int = MAX_SHUFFLE_TASK_TEXTS) -> Task:
     """Original or shuffled word order, made from unlabelled texts (up to ``max_texts`` of them, half shuffled)."""
-    rng = random.Random(seed)
+    rng = random.Random(f"shuffle task {seed}")  # not corpus.split's stream: its validation texts would all be taken
     candidates = [t for t in dict.fromkeys(texts) if len(set(t.split()[1:-1])) >= 2]
     rng.shuffle(candidates)
     chosen = candidates[:max_texts]
