@@ -206,6 +206,20 @@ def card_snippet(text: str) -> str:
     return found.group(1)
 
 
+def run_card_snippets(text: str) -> list[dict]:
+    """Runs every Python code block of a card (e.g. an ONNX card's hf-elmo and plain-ONNX-Runtime snippets), each
+    in a fresh namespace, as written; returns the namespaces."""
+    import re
+
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks, "the card has no Python code block"
+    namespaces = []
+    for block in blocks:
+        namespaces.append({})
+        exec(compile(block, "README.md", "exec"), namespaces[-1])
+    return namespaces
+
+
 def run_card_snippet(text: str, replace: dict[str, str] | None = None) -> dict:
     """Runs a card's usage snippet as written (after the literal replacements ``replace``, e.g. a Hub id by the
     folder that will be pushed there); returns its namespace."""

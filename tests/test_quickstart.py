@@ -17,13 +17,15 @@ import torch
 from huggingface_hub import ModelCard
 from transformers import AutoModel, AutoTokenizer
 
-from conftest import run_card_snippet
+from conftest import run_card_snippet, run_card_snippets
 from hf_elmo.cli import main
 from hf_elmo.data.stdlib_corpus import prose_sentences, stdlib_sentence_sources, stdlib_sentences
 from hf_elmo.quickstart.corpus import split
 from hf_elmo.quickstart.ulmfit_stage import STDLIB_MODULES, shuffle_task
 
 FOLDERS = ("elmo", "ulmfit/language_model", "ulmfit/classifier")
+ONNX_FOLDERS = ("ulmfit/onnx", "ulmfit/onnx-int8")
+ONNX = "ONNX Runtime: the ULMFiT classifier exported, checked against PyTorch and timed"
 
 
 def run_quickstart(args: list[str]) -> tuple[int, str]:
@@ -55,9 +57,9 @@ def quickstart(tmp_path_factory):
                                       "--ulmfit-emb-size", "64", "--ulmfit-hidden-size", "128", "--output", str(out)])
     assert status == 0
     figures = sections(printed)
-    assert set(figures) == {"ELMo bidirectional LM", "ULMFiT: AWD-LSTM language model and text classifier"}
+    assert set(figures) == {"ELMo bidirectional LM", "ULMFiT: AWD-LSTM language model and text classifier", ONNX}
     return SimpleNamespace(out=out, printed=printed, elmo=figures["ELMo bidirectional LM"],
-                           ulmfit=figures["ULMFiT: AWD-LSTM language model and text classifier"])
+                           ulmfit=figures["ULMFiT: AWD-LSTM language model and text classifier"], onnx=figures[ONNX])
 
 
 def test_stdlib_corpus_is_prose():
@@ -96,6 +98,31 @@ def test_quickstart_ulmfit_classifier_beats_the_majority_class(quickstart):
     for stage in (1, 2, 3):
         assert float(figures[f"stage {stage} train seconds"]) > 0
     assert figures["folders"] == f"{quickstart.out / 'ulmfit/language_model'}, {quickstart.out / 'ulmfit/classifier'}"
+
+
+def test_quickstart_onnx_stage_matches_pytorch(quickstart):
+    """The exported classifier gives PyTorch's logits (float32) and predictions (float32 and int8) on the
+    validation texts, and the three runners are timed."""
+    figures = quickstart.onnx
+    assert float(figures["float32 max abs diff to PyTorch"]) <= 1e-4
+    assert figures["float32 predictions equal to PyTorch's"] == "100.0%"
+    assert float(figures["int8 predictions equal to PyTorch's"].rstrip("%")) >= 95.0
+    for runner in ("PyTorch eager float32", "ONNX Runtime CPU float32", "ONNX Runtime CPU int8"):
+        assert float(figures[f"{runner} tokens/s"].split()[0].replace(",", "")) > 0
+    assert figures["folders"] == ", ".join(str(quickstart.out / name) for name in ONNX_FOLDERS)
+
+
+@pytest.mark.parametrize("name", ONNX_FOLDERS)
+def test_quickstart_onnx_cards(quickstart, name, capsys):
+    """The exported folders' cards: ONNX metadata, the base classifier, snippets that run against the folder."""
+    folder = quickstart.out / name
+    card = ModelCard.load(folder / "README.md")
+    data = card.data.to_dict()
+    assert data["library_name"] == "onnx" and data["pipeline_tag"] == "text-classification"
+    assert {"onnx", "awd-lstm", "ulmfit"} <= set(data["tags"]) and ("int8" in data["tags"]) == name.endswith("int8")
+    assert f'checkpoint = "{folder}"' in card.text and "AWD-LSTM text classifier (ONNX" in card.text
+    namespaces = run_card_snippets(card.text)  # hf-elmo's OnnxModel, and ONNX Runtime alone
+    assert len(namespaces) == 2 and all(ns["predicted"].shape == (2,) for ns in namespaces)
 
 
 @pytest.mark.parametrize("name", FOLDERS)

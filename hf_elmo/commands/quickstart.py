@@ -2,9 +2,10 @@
 
 Its stages, in order (``--stages`` picks some): ``elmo`` pretrains a small ELMo (``hf_elmo.quickstart.elmo_stage``);
 ``ulmfit`` pretrains a small AWD-LSTM language model and runs ULMFiT's three stages on a classification task made
-from the same text (``hf_elmo.quickstart.ulmfit_stage``). Each stage saves Hub-ready folders (with model cards) under
-``--output`` and returns its figures, which are printed. A later stage reads what an earlier one returned: the ULMFiT
-stage's result carries the classifier's folder and validation texts (e.g. for an ONNX export stage).
+from the same text (``hf_elmo.quickstart.ulmfit_stage``); ``onnx`` exports that classifier to ONNX (float32 and
+int8), checks ONNX Runtime against PyTorch on the validation texts and times both (``hf_elmo.quickstart.onnx_stage``;
+it needs the ``ulmfit`` stage). Each stage saves Hub-ready folders (with model cards) under ``--output`` and returns
+its figures, which are printed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Iterator
 NAME = "quickstart"
 HELP = ("pretrain a small ELMo and a ULMFiT classifier on the standard library's docstrings (or --data) and report "
         "perplexity, accuracy and speed")
-STAGES = ("elmo", "ulmfit")
+STAGES = ("elmo", "ulmfit", "onnx")
 
 
 def _stages(text: str) -> list[str]:
@@ -27,6 +28,8 @@ def _stages(text: str) -> list[str]:
     unknown = [s for s in stages if s not in STAGES]
     if unknown or not stages:
         raise argparse.ArgumentTypeError(f"stages are a comma-separated list of {', '.join(STAGES)}; got {text!r}")
+    if "onnx" in stages and "ulmfit" not in stages:
+        raise argparse.ArgumentTypeError("the onnx stage exports the ulmfit stage's classifier: give both")
     return stages
 
 
@@ -114,7 +117,11 @@ def run(args: argparse.Namespace) -> int:
             )
             ulmfit.figures["folders"] += kept
             _print_figures("ULMFiT: AWD-LSTM language model and text classifier", ulmfit.figures)
-            # A later stage (e.g. the ONNX export of ulmfit.classifier_folder, checked on ulmfit.valid_texts)
-            # goes here, inside the temporary folder's lifetime.
+        if "onnx" in args.stages:
+            from ..quickstart import onnx_stage
+
+            figures = onnx_stage.run(ulmfit.classifier_folder, ulmfit.valid_texts, output / "ulmfit")
+            figures["folders"] += kept
+            _print_figures("ONNX Runtime: the ULMFiT classifier exported, checked against PyTorch and timed", figures)
     print(f"\nquickstart finished in {time.perf_counter() - start:.0f} s")
     return 0
