@@ -325,11 +325,6 @@ class AWDLSTMOnnxConfig(HfElmoOnnxConfig):
     }
 
     @property
-    def inputs(self) -> dict[str, dict[int, str]]:
-        tokens = {0: self.BATCH_AXIS, 1: self.SEQUENCE_AXIS}
-        return {"input_ids": dict(tokens), "attention_mask": dict(tokens)}
-
-    @property
     def outputs(self) -> dict[str, dict[int, str]]:
         if self.task == "text-classification":
             return {"logits": {0: self.BATCH_AXIS}}

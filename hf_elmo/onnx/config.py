@@ -109,6 +109,12 @@ class HfElmoOnnxConfig(ExporterConfig):
         return self.PIPELINE_TAGS.get(self.task, self.task)
 
     @property
+    def inputs(self) -> dict[str, dict[int, str]]:
+        """``input_ids`` and ``attention_mask``, both dynamic in their first two axes (batch, sequence)."""
+        axes = {0: self.BATCH_AXIS, 1: self.SEQUENCE_AXIS}
+        return {"input_ids": dict(axes), "attention_mask": dict(axes)}
+
+    @property
     def input_names(self) -> list[str]:
         return list(self.inputs)
 

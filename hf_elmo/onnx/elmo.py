@@ -96,11 +96,6 @@ class ElmoOnnxConfig(HfElmoOnnxConfig):
     }
 
     @property
-    def inputs(self) -> dict[str, dict[int, str]]:
-        words = {0: self.BATCH_AXIS, 1: self.SEQUENCE_AXIS}
-        return {"input_ids": dict(words), "attention_mask": dict(words)}
-
-    @property
     def outputs(self) -> dict[str, dict[int, str]]:
         words = {0: self.BATCH_AXIS, 1: self.SEQUENCE_AXIS}
         if self.task == "feature-extraction":
