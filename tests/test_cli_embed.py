@@ -111,6 +111,31 @@ def test_embed_pre_tokenized_splits_on_whitespace_only(model_dir: Path, input_fi
     assert len(tokenizer.tokenize(SENTENCES[0])) > len(SENTENCES[0].split())
 
 
+def test_embed_failing_midway_leaves_no_partial_file(model_dir: Path, tmp_path: Path, reference,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that fails after some batches were written leaves neither a partial output nor its temporary file,
+    and an older output at that path is left as it was."""
+    from hf_elmo.commands import embed
+
+    model, tokenizer = reference
+    out = tmp_path / "out.hdf5"
+    out.write_bytes(b"an older output")
+    calls = {"n": 0}
+    original = embed.select_layers
+
+    def failing_select(layers, mode):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise RuntimeError("disk full (simulated)")
+        return original(layers, mode)
+
+    monkeypatch.setattr(embed, "select_layers", failing_select)
+    with pytest.raises(RuntimeError, match="disk full"):
+        embed.embed_to_hdf5(model, tokenizer, SENTENCES, out, batch_size=1, progress=False)
+    assert out.read_bytes() == b"an older output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.hdf5"]
+
+
 def test_embed_console_script(model_dir: Path, input_file: Path, tmp_path: Path, reference) -> None:
     """The installed `hf-elmo` entry point, in a fresh process (batch of 1 here: results do not depend on batching)."""
     script = shutil.which("hf-elmo", path=str(Path(sys.executable).parent))

@@ -142,9 +142,6 @@ def embed_to_hdf5(
     Words come from ``tokenizer.tokenize`` (Moses-style, as ELMo's training data) or, with ``pre_tokenized``, from
     splitting on whitespace. Sentences run longest first in batches of ``batch_size``.
     """
-    import h5py
-    from tqdm.auto import tqdm
-
     if layers not in LAYER_MODES:
         raise ValueError(f"layers must be one of {LAYER_MODES}, got {layers!r}")
     if batch_size < 1:
@@ -156,7 +153,25 @@ def embed_to_hdf5(
     order = sorted(range(len(words)), key=lambda i: len(words[i]), reverse=True)
     device = next(model.parameters()).device
 
-    with h5py.File(output, "w") as fout, torch.inference_mode():
+    # written under a temporary name beside the output and renamed at the end: a run that fails or is interrupted
+    # midway leaves no partial file behind (nor a half-overwritten older one)
+    output = Path(output)
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        _write_hdf5(model, tokenizer, sentences, words, order, partial, layers, batch_size, device, progress)
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return len(sentences)
+
+
+def _write_hdf5(model: torch.nn.Module, tokenizer: Any, sentences: Sequence[str], words: list[list[str]],
+                order: list[int], path: Path, layers: str, batch_size: int, device: torch.device,
+                progress: bool) -> None:
+    import h5py
+    from tqdm.auto import tqdm
+
+    with h5py.File(path, "w") as fout, torch.inference_mode():
         bar = tqdm(total=len(order), unit="sentence", desc="ELMo", disable=not progress)
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
@@ -176,7 +191,6 @@ def embed_to_hdf5(
         sentence_to_index = {sentence: str(i) for i, sentence in enumerate(sentences)}
         ds = fout.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype(encoding="utf-8"))
         ds[0] = json.dumps(sentence_to_index)
-    return len(sentences)
 
 
 def _positive_int(text: str) -> int:
