@@ -6,8 +6,10 @@ ElmoModel and for the AWD-LSTM (ULMFiT) classifier.
   sentences. A token is a word of the input sentences. Accuracy: cosine similarity of the word vectors.
 * ``--model awd-lstm``: AWDLSTMForSequenceClassification at ULMFiT's size (vocab 60,000, embedding 400, hidden 1152,
   3 layers, bptt 72, max_len 1440, head 1200 → 50 → 2), random weights (seeded), batches of 32 documents of 10 to 40
-  sentences of the standard library's docstrings (about 150 to 800 tokens each). A token is a token of the
-  tokenizer's output. Accuracy: agreement of the predicted class and cosine similarity of the logits.
+  sentences of the standard library's docstrings (about 150 to 800 tokens each), in random order or, with
+  ``--sorted-batches``, batched by similar length as fastai's SortedDL batches a classifier's inputs (the eager path
+  skips padding work by itself; ONNX Runtime's LSTM op runs every row to the batch's longest). A token is a token of
+  the tokenizer's output. Accuracy: agreement of the predicted class and cosine similarity of the logits.
 
 Both: tokenizer included, one warm-up batch, eval/no-grad for PyTorch. The model is exported with
 hf_elmo.onnx.export_onnx (float32, and int8 dynamic quantisation) and run with ONNX Runtime's CPU provider with as many
@@ -119,8 +121,11 @@ def awd_lstm_workload(args):
     with torch.no_grad():  # a trained-looking head: the default initialisation's logits are all near zero
         for block in model.classifier.layers:
             block.linear.weight.normal_(0, 0.1)
-    plan = [documents[b * args.batch_size : (b + 1) * args.batch_size] for b in range(args.batches + 1)]
     held_out = documents[-64:]
+    timed = documents[: args.batch_size * (args.batches + 1)]
+    if args.sorted_batches:  # documents of similar lengths batched together, as fastai's SortedDL batches them
+        timed = sorted(timed, key=len)
+    plan = [timed[b * args.batch_size : (b + 1) * args.batch_size] for b in range(args.batches + 1)]
 
     def encode(batch, tensors):
         enc = tokenizer(batch, padding=True, return_tensors=tensors)
@@ -149,12 +154,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="rounds over all runners; the best of each is reported")
     ap.add_argument("--threads", type=int, default=None, help="torch and ONNX Runtime threads (default: torch's)")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "hf-elmo-bench")
+    ap.add_argument("--sorted-batches", action="store_true",
+                    help="AWD-LSTM: batch documents of similar lengths together (fastai's SortedDL) instead of in "
+                         "their random order")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     workload = elmo_workload if args.model == "elmo" else awd_lstm_workload
     title, model, cache_name, tokenizer, plan, encode, accuracy = workload(args)
+    if args.model == "awd-lstm":
+        title += ", length-sorted batches" if args.sorted_batches else ", batches in random order"
     print(f"# {title}, batch {args.batch_size}, {args.batches} batches, best of {args.rounds} rounds, "
           f"torch {torch.__version__}, onnxruntime {ort.__version__}, {threads} threads, {cpu_name()}")
     options = ort.SessionOptions()
