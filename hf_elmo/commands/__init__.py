@@ -2,8 +2,8 @@
 
 Every command module exposes ``add_parser(subparsers)``, which adds its subcommand to ``hf-elmo`` and sets the
 parser's ``func`` default to a ``run(args) -> int`` function; ``hf_elmo.cli`` only wires the modules listed there.
-This module holds what they share: turning the errors a user can fix into one-line messages, and showing the
-package's progress log lines on the console while a command runs.
+This module holds what they share: turning the errors a user can fix into one-line messages, showing the
+package's progress log lines on the console while a command runs, and the Hub push options.
 """
 
 from __future__ import annotations
@@ -62,6 +62,24 @@ def console_logging(level: int = logging.INFO) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+
+
+def add_push_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--push-to-hub REPO_ID [--private] [--revision REV]``: upload the command's output folder in one commit."""
+    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload the folder to this Hub repository")
+    parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
+    parser.add_argument("--revision", metavar="REV", help="Hub branch to push to (created when missing)")
+
+
+def check_push_arguments(args: argparse.Namespace, options: tuple[str, ...] = ("revision", "private"),
+                         pushes: tuple[str, ...] = ("push_to_hub",)) -> None:
+    """Raises ValueError when one of ``options`` (e.g. ``--revision``) is given without any of ``pushes``."""
+    if any(getattr(args, push) for push in pushes):
+        return
+    needed = " or ".join("--" + push.replace("_", "-") for push in pushes)
+    for option in options:
+        if getattr(args, option):
+            raise ValueError(f"--{option} only applies with {needed}")
 
 
 def standalone_main(add_arguments: Callable[[argparse.ArgumentParser], None],

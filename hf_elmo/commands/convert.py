@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import console_logging, standalone_main
+from . import add_push_arguments, check_push_arguments, console_logging, standalone_main
 
 NAME = "convert-elmo"
 HELP = "convert an original ELMo (bilm-tf / AllenNLP options.json + weights.hdf5) into a transformers folder"
@@ -27,9 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="word vocabulary, one word per line: converts to ElmoForLanguageModeling with a freshly initialised "
         "softmax over it (default: ElmoModel, no vocabulary needed)",
     )
-    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload the folder to this Hub repository")
-    parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
-    parser.add_argument("--revision", metavar="REV", help="Hub branch to push to (created when missing)")
+    add_push_arguments(parser)
     parser.add_argument("--model-name", help="title of the model card (default: ELMo (<size>))")
 
 
@@ -43,8 +41,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..conversion.allennlp_elmo import convert_allennlp_elmo
 
-    if args.revision and not args.push_to_hub:
-        raise ValueError("--revision only applies with --push-to-hub")
+    check_push_arguments(args, options=("revision",))
     with console_logging():
         output = convert_allennlp_elmo(
             options=args.options,

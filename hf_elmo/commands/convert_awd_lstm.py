@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import console_logging, standalone_main
+from . import add_push_arguments, check_push_arguments, console_logging, standalone_main
 
 NAME = "convert-awd-lstm"
 HELP = "convert a fastai AWD-LSTM (ULMFiT language model or text classifier, v1 or v2) into a transformers folder"
@@ -39,9 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="classifier: only the last MAX_LEN tokens of a document are pooled (default 1440)")
     parser.add_argument("--base-model", metavar="REPO_ID",
                         help="classifier: the Hub id of the language model it was fine-tuned from (card metadata)")
-    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload the folder to this Hub repository")
-    parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
-    parser.add_argument("--revision", metavar="REV", help="Hub branch to push to (created when missing)")
+    add_push_arguments(parser)
     parser.add_argument("--model-name", help="title of the model card")
     parser.add_argument("--license", default="apache-2.0", help="license in the card's metadata (default apache-2.0)")
     parser.add_argument("--language", default="en", help="language in the card's metadata (default en)")
@@ -57,8 +55,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..conversion.fastai_awd_lstm import convert_fastai_awd_lstm
 
-    if args.revision and not args.push_to_hub:
-        raise ValueError("--revision only applies with --push-to-hub")
+    check_push_arguments(args, options=("revision",))
     if args.max_len < args.bptt:
         raise ValueError(f"--max-len ({args.max_len}) must be at least --bptt ({args.bptt})")
     with console_logging():

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import console_logging
+from . import add_push_arguments, check_push_arguments, console_logging
 
 NAME = "export"
 HELP = "export a model (saved folder or Hub repository) to ONNX, for ONNX Runtime"
@@ -36,9 +36,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--opset", type=int, help="ONNX opset (default: 20; at least 18)")
     parser.add_argument("--external-data", action="store_true",
                         help="weights in a separate file beside the graph (default: only above ~2 GB)")
-    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload the folder to this Hub repository")
-    parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
-    parser.add_argument("--revision", metavar="REV", help="Hub branch to push to (created when missing)")
+    add_push_arguments(parser)
     parser.add_argument("--model-name", help="title of the model card")
     parser.set_defaults(func=run)
     return parser
@@ -49,10 +47,7 @@ def run(args: argparse.Namespace) -> int:
         from ..onnx import export_onnx
     except ImportError as e:
         raise ValueError(str(e)) from e  # reported as one line: the extras to install
-    if args.revision and not args.push_to_hub:
-        raise ValueError("--revision only applies with --push-to-hub")
-    if args.private and not args.push_to_hub:
-        raise ValueError("--private only applies with --push-to-hub")
+    check_push_arguments(args)
     with console_logging():
         path = export_onnx(
             args.model,

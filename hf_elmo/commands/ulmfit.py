@@ -79,13 +79,10 @@ def run(args: argparse.Namespace) -> int:
     from ..data import tabular
     from ..hub import push_folder
     from ..training.ulmfit import UlmfitSettings, run_ulmfit, save_ulmfit_folders
-    from . import console_logging
+    from . import check_push_arguments, console_logging
 
+    check_push_arguments(args, pushes=("push_to_hub", "push_lm_to_hub"))
     pushes = [repo for repo in (args.push_to_hub, args.push_lm_to_hub) if repo]
-    if args.revision and not pushes:
-        raise ValueError("--revision only applies with --push-to-hub or --push-lm-to-hub")
-    if args.private and not pushes:
-        raise ValueError("--private only applies with --push-to-hub or --push-lm-to-hub")
     if args.push_to_hub and args.push_to_hub == args.push_lm_to_hub:
         raise ValueError("--push-to-hub and --push-lm-to-hub name the same repository: give each model its own")
     train_x, train_raw = tabular.read_labelled(args.train, args.text_column, args.label_column)
