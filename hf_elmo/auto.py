@@ -7,15 +7,8 @@ the model's files, so a saved folder loads with ``trust_remote_code=True`` in a 
 
 from __future__ import annotations
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForPreTraining,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-    AutoTokenizer,
-)
+import transformers
+from transformers import AutoConfig, AutoTokenizer
 
 from .models.awd_lstm import (
     AWDLSTMConfig,
@@ -49,35 +42,23 @@ AWD_LSTM_AUTO_CLASSES = {
 _done = False
 
 
+def _register_family(config_cls: type, tokenizer_cls: type, auto_classes: dict[str, type]) -> None:
+    """One model family: its config and tokenizer, and each model class under its transformers Auto class (by name),
+    in this process and for saved folders."""
+    AutoConfig.register(config_cls.model_type, config_cls, exist_ok=True)
+    AutoTokenizer.register(config_cls, slow_tokenizer_class=tokenizer_cls, exist_ok=True)
+    config_cls.register_for_auto_class("AutoConfig")
+    tokenizer_cls.register_for_auto_class("AutoTokenizer")
+    for auto_name, cls in auto_classes.items():
+        getattr(transformers, auto_name).register(config_cls, cls, exist_ok=True)
+        cls.register_for_auto_class(auto_name)
+
+
 def register() -> None:
     """Idempotent: registers ELMo and AWD-LSTM with the Auto classes of this process and for remote code."""
     global _done
     if _done:
         return
-    AutoConfig.register(ElmoConfig.model_type, ElmoConfig, exist_ok=True)
-    AutoTokenizer.register(ElmoConfig, slow_tokenizer_class=ElmoTokenizer, exist_ok=True)
-    for auto, cls in (
-        (AutoModel, ElmoModel),
-        (AutoModelForPreTraining, ElmoForLanguageModeling),
-        (AutoModelForSequenceClassification, ElmoForSequenceClassification),
-        (AutoModelForTokenClassification, ElmoForTokenClassification),
-    ):
-        auto.register(ElmoConfig, cls, exist_ok=True)
-    ElmoConfig.register_for_auto_class("AutoConfig")
-    ElmoTokenizer.register_for_auto_class("AutoTokenizer")
-    for auto_name, cls in ELMO_AUTO_CLASSES.items():
-        cls.register_for_auto_class(auto_name)
-
-    AutoConfig.register(AWDLSTMConfig.model_type, AWDLSTMConfig, exist_ok=True)
-    AutoTokenizer.register(AWDLSTMConfig, slow_tokenizer_class=AWDLSTMTokenizer, exist_ok=True)
-    for auto, cls in (
-        (AutoModel, AWDLSTMModel),
-        (AutoModelForCausalLM, AWDLSTMForLanguageModeling),
-        (AutoModelForSequenceClassification, AWDLSTMForSequenceClassification),
-    ):
-        auto.register(AWDLSTMConfig, cls, exist_ok=True)
-    AWDLSTMConfig.register_for_auto_class("AutoConfig")
-    AWDLSTMTokenizer.register_for_auto_class("AutoTokenizer")
-    for auto_name, cls in AWD_LSTM_AUTO_CLASSES.items():
-        cls.register_for_auto_class(auto_name)
+    _register_family(ElmoConfig, ElmoTokenizer, ELMO_AUTO_CLASSES)
+    _register_family(AWDLSTMConfig, AWDLSTMTokenizer, AWD_LSTM_AUTO_CLASSES)
     _done = True
