@@ -2,12 +2,28 @@
 editable one that every interpreter of its virtualenv would find), for the remote-code tests.
 
 ``BLOCK_HF_ELMO`` refuses every ``hf_elmo`` import, checks that ``import hf_elmo`` fails, and then records in
-``BLOCKED`` any later attempt to import it (a test can assert the list stays empty).
+``BLOCKED`` any later attempt to import it (a test can assert the list stays empty). ``flat_outputs`` gives a
+model's outputs as the flat name → array dict that the child processes save, for the comparison.
 """
 
 from __future__ import annotations
 
 import textwrap
+
+import numpy as np
+
+
+def flat_outputs(out, fields: list[str]) -> dict[str, np.ndarray]:
+    """``fields`` of a model output as float32 arrays; a tuple field ``f`` becomes ``f.0``, ``f.1``, ..."""
+    arrays = {}
+    for field in fields:
+        value = getattr(out, field)
+        if isinstance(value, (tuple, list)):
+            for i, v in enumerate(value):
+                arrays[f"{field}.{i}"] = v.detach().float().numpy()
+        else:
+            arrays[field] = value.detach().float().numpy()
+    return arrays
 
 BLOCK_HF_ELMO = textwrap.dedent(
     r'''

@@ -16,7 +16,7 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification, AutoTokenizer
 
-from clean_process import BLOCK_HF_ELMO
+from clean_process import BLOCK_HF_ELMO, flat_outputs
 from conftest import REPO, randomize_, tiny_config
 from hf_elmo import (
     ElmoForLanguageModeling,
@@ -38,18 +38,6 @@ CLASSES = {
     "lm": (ElmoForLanguageModeling, "AutoModelForPreTraining", {"vocab_size": 11}, ["logits"]),
 }
 ALWAYS_MAPPED = {"AutoConfig", "AutoModel", "AutoModelForSequenceClassification", "AutoModelForTokenClassification"}
-
-
-def flat_outputs(out, fields: list[str]) -> dict[str, np.ndarray]:
-    arrays = {}
-    for field in fields:
-        value = getattr(out, field)
-        if isinstance(value, (tuple, list)):
-            for i, v in enumerate(value):
-                arrays[f"{field}.{i}"] = v.detach().float().numpy()
-        else:
-            arrays[field] = value.detach().float().numpy()
-    return arrays
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import pytest
 import torch
 from huggingface_hub import scan_cache_dir, try_to_load_from_cache
 
-from clean_process import BLOCK_HF_ELMO
+from clean_process import BLOCK_HF_ELMO, flat_outputs
 import awd_lstm_testing
 from conftest import randomize_ as elmo_randomize_
 from conftest import tiny_config as elmo_tiny_config
@@ -38,18 +38,6 @@ REPOS = {
     "elmo": ("user/elmo-tiny", "AutoModel", ["last_hidden_state", "hidden_states"]),
     "awd": ("user/awd-lstm-clas", "AutoModelForSequenceClassification", ["logits"]),
 }
-
-
-def flat_outputs(out, fields: list[str]) -> dict[str, np.ndarray]:
-    arrays = {}
-    for field in fields:
-        value = getattr(out, field)
-        if isinstance(value, (tuple, list)):
-            for i, v in enumerate(value):
-                arrays[f"{field}.{i}"] = v.detach().float().numpy()
-        else:
-            arrays[field] = value.detach().float().numpy()
-    return arrays
 
 
 def blob_name(path: Path) -> str:
