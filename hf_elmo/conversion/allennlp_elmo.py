@@ -231,19 +231,10 @@ def convert_allennlp_elmo(
     config = ElmoConfig.from_options_json(options, **extra)
     model_class = ElmoForLanguageModeling if vocab is not None else ElmoModel
     # A fixed seed: the only freshly initialised weights (the LM softmax) are then the same in every conversion.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = model_class(config)
+    model = _seeded_model(model_class, config)
     load_elmo_weights(model, weights)  # validates every dataset before anything is written
     model.eval()
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    # safetensors is the default format (transformers 4.x) and the only one (5.x), hence no safe_serialization=True,
-    # which transformers 5 no longer takes; the check below makes sure of it.
-    model.save_pretrained(output_dir)
-    if not (output_dir / "model.safetensors").is_file():
-        raise ConversionError(f"save_pretrained did not write {output_dir / 'model.safetensors'}")
-    tokenizer.save_pretrained(output_dir)
+    _save_folder(model, tokenizer, output_dir)
     shutil.copyfile(options, output_dir / "elmo_options.json")
 
     max_diff = verify_saved_folder(model, tokenizer, output_dir)
@@ -321,6 +312,25 @@ def verify_saved_folder(model: torch.nn.Module, tokenizer: Any, folder: str | os
                     )
                 worst = max(worst, diff)
     return worst
+
+
+def _seeded_model(model_class: type, config: Any) -> Any:
+    """``model_class(config)`` initialised from seed 0, without touching the caller's random state: whatever the
+    conversion does not overwrite is then the same in every conversion."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return model_class(config)
+
+
+def _save_folder(model: Any, tokenizer: Any, output_dir: Path) -> None:
+    """``save_pretrained`` of the model (safetensors, checked) and of its tokenizer into ``output_dir``."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    # safetensors is the default format (transformers 4.x) and the only one (5.x), hence no safe_serialization=True,
+    # which transformers 5 no longer takes; the check below makes sure of it.
+    model.save_pretrained(output_dir)
+    if not (output_dir / "model.safetensors").is_file():
+        raise ConversionError(f"save_pretrained did not write {output_dir / 'model.safetensors'}")
+    tokenizer.save_pretrained(output_dir)
 
 
 def _check_output_dir(output_dir: Path) -> None:

@@ -39,7 +39,7 @@ from ..hub import push_folder
 from ..models.awd_lstm.configuration_awd_lstm import AWDLSTMConfig
 from ..models.awd_lstm.modeling_awd_lstm import AWDLSTMForLanguageModeling, AWDLSTMForSequenceClassification
 from ..models.awd_lstm.tokenization_awd_lstm import AWDLSTMTokenizer
-from .allennlp_elmo import ConversionError, _check_output_dir, _sha256
+from .allennlp_elmo import ConversionError, _check_output_dir, _save_folder, _seeded_model, _sha256
 from .safe_pickle import read_itos_pickle
 
 logger = logging.getLogger(__name__)
@@ -424,17 +424,10 @@ def convert_fastai_awd_lstm(
                 for name, tok in (("pad_token_id", "xxpad"), ("bos_token_id", "xxbos"), ("eos_token_id", "xxeos"))}
     config_fields = {**checkpoint.config_fields, **specials}
     config = AWDLSTMConfig(**config_fields)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = checkpoint.model_class(config)
+    model = _seeded_model(checkpoint.model_class, config)
     load_awd_lstm_weights(model, checkpoint)
     model.eval()
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output_dir)
-    if not (output_dir / "model.safetensors").is_file():
-        raise ConversionError(f"save_pretrained did not write {output_dir / 'model.safetensors'}")
-    tokenizer.save_pretrained(output_dir)
+    _save_folder(model, tokenizer, output_dir)
 
     max_diff = verify_saved_folder(model, tokenizer, output_dir)
     source = {
