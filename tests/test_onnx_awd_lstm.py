@@ -4,7 +4,8 @@ the int8/fp16 variants and their accuracy bounds, the exported folder and its ca
 
 Every model is exported ONCE (batch 2 × 8 tokens; the classifier over 2·bptt + 1 tokens) and run at batch 1, 3 and 8
 × lengths 1, 7, 40 and 300 with padding on both sides. The tiny random models have bptt 5 and max_len 15, so that
-300-token documents are read in 60 chunks of which only the last few are pooled.
+300-token documents are read in 60 chunks of which only the last few are pooled (one classifier has bptt 40 and
+max_len 100, above the exported graph's read block of 24 tokens).
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ MODELS = {
     "lm": (AWDLSTMForLanguageModeling, {}),
     "classifier": (AWDLSTMForSequenceClassification, {"num_labels": 3}),
     "bidirectional-classifier": (AWDLSTMForSequenceClassification, {"num_labels": 2, "bidirectional": True}),
+    # bptt above the graph's read block (24 tokens): pooling starts inside a block (at a multiple of 40)
+    "long-bptt-classifier": (AWDLSTMForSequenceClassification, {"num_labels": 2, "bptt": 40, "max_len": 100}),
+    # ... and bidirectional: its backward direction reads each bptt chunk from the chunk's end
+    "long-bptt-bidirectional-classifier": (AWDLSTMForSequenceClassification,
+                                           {"num_labels": 2, "bptt": 40, "max_len": 100, "bidirectional": True}),
 }
 
 
@@ -140,6 +146,30 @@ def test_lstm_layers_are_onnx_lstm_ops_and_the_classifier_loops_over_chunks(expo
     for graph in (lm.graph, classifier.graph):  # dynamic batch and tokens, never a fixed padded length
         for value in graph.input:
             assert [d.dim_param for d in value.type.tensor_type.shape.dim] == ["batch", "tokens"]
+
+
+def test_lstm_op_skips_the_trailing_rows_of_length_zero():
+    """hf_elmo_onnx::lstm (PyTorch side): rows of length 0 keep their states and output zeros, the others are what
+    torch's LSTM gives them; a row of length 0 before a running row is refused (the ONNX side slices a prefix)."""
+    from hf_elmo.onnx.awd_lstm import _onnx_gates
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(4, 6)
+    w = _onnx_gates(lstm.weight_ih_l0.detach())[None]
+    r = _onnx_gates(lstm.weight_hh_l0.detach())[None]
+    b = torch.cat([_onnx_gates(lstm.bias_ih_l0.detach()), _onnx_gates(lstm.bias_hh_l0.detach())])[None]
+    x, h0, c0 = torch.randn(5, 3, 4), torch.randn(1, 3, 6), torch.randn(1, 3, 6)
+    y, h, c = torch.ops.hf_elmo_onnx.lstm(x, torch.tensor([5, 3, 0]), h0, c0, w, r, b, False)
+    with torch.no_grad():
+        full, (h_full, c_full) = lstm(x[:, :1], (h0[:, :1], c0[:, :1]))
+        short, (h_short, c_short) = lstm(x[:3, 1:2], (h0[:, 1:2], c0[:, 1:2]))
+    torch.testing.assert_close(y[:, 0], full[:, 0])
+    torch.testing.assert_close(y[:3, 1], short[:, 0])
+    assert not y[3:, 1].any() and not y[:, 2].any()
+    torch.testing.assert_close(h, torch.cat([h_full, h_short, h0[:, 2:]], 1))
+    torch.testing.assert_close(c, torch.cat([c_full, c_short, c0[:, 2:]], 1))
+    with pytest.raises(ValueError, match="rows of length 0 must be the batch's last rows"):
+        torch.ops.hf_elmo_onnx.lstm(x, torch.tensor([5, 0, 3]), h0, c0, w, r, b, False)
 
 
 def test_long_document_is_read_in_chunks(exports):

@@ -20,11 +20,12 @@ translation is the ``LSTM`` op. The weights are re-laid out once, at export, int
 * Padding: every row's real tokens are first moved to the front (in order), each layer runs with ``sequence_lens`` =
   the row's number of real tokens, and the outputs go back to the rows' positions: a row's outputs do not depend on
   its padding, as in the PyTorch model.
-* The classifier reads each document in chunks of ``config.bptt`` tokens, the LSTM states carried from one chunk to
-  the next, as one ONNX ``Scan`` over the chunks (torch's ``scan``); the chunks starting within the last
-  ``config.max_len`` tokens are pooled ([last, max, mean] over the real tokens), accumulated in the loop, so memory
-  does not grow with the document's length. This computes what ``AWDLSTMForSequenceClassification`` computes in eval
-  mode (fastai's ``SentenceEncoder``).
+* The classifier reads each document in blocks of 24 tokens (of ``config.bptt`` when bidirectional), the LSTM
+  states carried from one block to the next, as one ONNX ``Scan`` over the blocks (torch's ``scan``); the tokens of
+  the ``config.bptt`` chunks starting within the last ``config.max_len`` tokens are pooled ([last, max, mean] over
+  the real tokens), accumulated in the loop, so memory does not grow with the document's length. Rows are sorted
+  by falling length, so that each block's LSTM ops run only the documents still going on (a prefix of the rows).
+  This computes what ``AWDLSTMForSequenceClassification`` computes in eval mode (fastai's ``SentenceEncoder``).
 * The graph is stateless (each call starts from zero LSTM states) and runs the model in eval mode (no dropout).
 """
 
@@ -64,20 +65,33 @@ def _onnx_gates(t: Tensor) -> Tensor:
 def onnx_lstm(x: Tensor, sequence_lens: Tensor, h0: Tensor, c0: Tensor, w: Tensor, r: Tensor, b: Tensor,
               bidirectional: bool) -> tuple[Tensor, Tensor, Tensor]:
     """One (bi)LSTM layer with ONNX ``LSTM``'s inputs: ``x`` (time, batch, input); ``sequence_lens`` (batch,) each
-    row's length (≥ 1); ``h0``/``c0`` (directions, batch, hidden); ``w`` (directions, 4·hidden, input), ``r``
+    row's length; ``h0``/``c0`` (directions, batch, hidden); ``w`` (directions, 4·hidden, input), ``r``
     (directions, 4·hidden, hidden) and ``b`` (directions, 8·hidden) in ONNX's gate order. Returns ``y`` (time, batch,
-    directions·hidden), zeros past each row's length, and the final ``h``/``c`` (at each row's last step)."""
+    directions·hidden), zeros past each row's length, and the final ``h``/``c`` (at each row's last step).
+
+    Rows of length 0 are skipped (zeros in ``y``, their states returned unchanged) and must be the batch's last
+    rows: ONNX Runtime's LSTM kernel runs every row it is given to the longest length, so the ONNX translation hands
+    it only the leading rows of length ≥ 1 (the classifier, whose documents end at different chunks, sorts its rows
+    by length for that, as the eager classifier does)."""
     directions, gates, _ = w.shape
+    running = int((sequence_lens > 0).sum())
+    if bool((sequence_lens[running:] > 0).any()):
+        raise ValueError("hf_elmo_onnx::lstm: the rows of length 0 must be the batch's last rows")
+    y = x.new_zeros(x.shape[0], x.shape[1], directions * r.shape[2])
+    h_n, c_n = h0.clone(), c0.clone()
+    if running == 0:
+        return y, h_n, c_n
     weights = []
     for d in range(directions):
         weights += [_torch_gates(w[d]), _torch_gates(r[d]), _torch_gates(b[d, :gates]), _torch_gates(b[d, gates:])]
-    packed = pack_padded_sequence(x, sequence_lens.cpu(), enforce_sorted=False)
+    packed = pack_padded_sequence(x[:, :running], sequence_lens[:running].cpu(), enforce_sorted=False)
     order = packed.sorted_indices
     out, h, c = torch._VF.lstm(packed.data, packed.batch_sizes, (h0[:, order], c0[:, order]), weights, True, 1, 0.0,
                                False, bidirectional)
-    y, _ = pad_packed_sequence(packed._replace(data=out), total_length=x.shape[0])
+    y[:, :running], _ = pad_packed_sequence(packed._replace(data=out), total_length=x.shape[0])
     back = packed.unsorted_indices
-    return y, h[:, back].contiguous(), c[:, back].contiguous()
+    h_n[:, :running], c_n[:, :running] = h[:, back], c[:, back]
+    return y, h_n, c_n
 
 
 @onnx_lstm.register_fake
@@ -87,15 +101,25 @@ def _(x, sequence_lens, h0, c0, w, r, b, bidirectional):
 
 
 def _lstm_to_onnx(x, sequence_lens, h0, c0, w, r, b, bidirectional: bool):
-    """The ONNX translation of ``hf_elmo_onnx::lstm`` (an onnxscript trace-only function)."""
+    """The ONNX translation of ``hf_elmo_onnx::lstm`` (an onnxscript trace-only function): the ``LSTM`` op over the
+    leading rows of length ≥ 1 (``Slice``), its outputs padded back to the whole batch."""
     from onnxscript import opset18 as op
 
     hidden = r.shape[2]
-    y, y_h, y_c = op.LSTM(x, w, r, b, op.Cast(sequence_lens, to=6), h0, c0, hidden_size=hidden,  # 6: int32
+    zero, one = op.Constant(value_ints=[0]), op.Constant(value_ints=[1])
+    running = op.ReduceSum(op.Cast(op.Greater(sequence_lens, op.Constant(value_int=0)), to=7),  # 7: int64
+                           keepdims=1)  # (1,): the number of rows of length >= 1
+    batch = op.Shape(x, start=1, end=2)
+    y, y_h, y_c = op.LSTM(op.Slice(x, zero, running, one), w, r, b,
+                          op.Cast(op.Slice(sequence_lens, zero, running, zero), to=6),  # 6: int32
+                          op.Slice(h0, zero, running, one), op.Slice(c0, zero, running, one), hidden_size=hidden,
                           direction="bidirectional" if bidirectional else "forward")
-    # y: (time, directions, batch, hidden) -> (time, batch, directions * hidden), torch's layout
-    y = op.Transpose(y, perm=[0, 2, 1, 3])
+    # y: (time, directions, running, hidden) -> zeros for the skipped rows -> (time, batch, directions * hidden)
+    pads = op.Concat(op.Constant(value_ints=[0, 0, 0, 0, 0, 0]), op.Sub(batch, running), zero, axis=0)
+    y = op.Transpose(op.Pad(y, pads), perm=[0, 2, 1, 3])
     y = op.Reshape(y, op.Concat(op.Shape(y, start=0, end=2), op.Constant(value_ints=[-1]), axis=0))
+    y_h = op.Concat(y_h, op.Slice(h0, running, batch, one), axis=1)
+    y_c = op.Concat(y_c, op.Slice(c0, running, batch, one), axis=1)
     return y, y_h, y_c
 
 
@@ -154,12 +178,12 @@ class _GraphEncoder(nn.Module):
 
     def run(self, x: Tensor, lengths: Tensor, state: list[tuple[Tensor, Tensor]]
             ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
-        """``x`` (batch, time, emb) in the compact layout → the last layer's output and the new states."""
-        lens = lengths.clamp_min(1)  # ONNX's LSTM needs a length >= 1; empty rows are masked by the callers
+        """``x`` (batch, time, emb) in the compact layout → the last layer's output and the new states. Rows of
+        length 0 keep their states and must come last (see ``onnx_lstm``)."""
         h = x.transpose(0, 1)
         new_state = []
         for layer, (h0, c0) in zip(self.layers, state):
-            h, h_n, c_n = layer(h, lens, h0, c0)
+            h, h_n, c_n = layer(h, lengths, h0, c0)
             new_state.append((h_n, c_n))
         return h.transpose(0, 1), new_state
 
@@ -167,7 +191,8 @@ class _GraphEncoder(nn.Module):
         mask = attention_mask != 0
         ids, positions, lengths = self.compact(input_ids, mask)
         x = self.embeddings(ids)
-        out, _ = self.run(x, lengths, self.zero_state(lengths, x))
+        # rows without a real token are masked below; a length of 1 keeps them where they are (not last)
+        out, _ = self.run(x, lengths.clamp_min(1), self.zero_state(lengths, x))
         back = torch.argsort(positions, dim=1)  # the inverse permutation
         out = out.gather(1, back.unsqueeze(-1).expand_as(out))
         return out * mask.unsqueeze(-1).to(out.dtype)
@@ -201,26 +226,42 @@ class AWDLSTMLanguageModelGraph(nn.Module):
 
 class AWDLSTMClassifierGraph(nn.Module):
     """``AWDLSTMForSequenceClassification`` in export form: (input_ids, attention_mask) → (logits,), the documents
-    read in ``bptt`` chunks by one ``Scan`` whose carried values are the LSTM states and the pooling accumulators."""
+    read in blocks of ``READ_BLOCK_TOKENS`` by one ``Scan`` whose carried values are the LSTM states and the pooling
+    accumulators.
+
+    In eval mode, how a document is cut does not change a forward LSTM's outputs (the states carry over; which
+    positions are pooled follows from ``bptt`` and ``max_len``, per position), so the blocks are shorter than
+    fastai's ``bptt`` chunks: ONNX Runtime's LSTM op runs every row it is given to the block's longest, and a
+    document's last block is then short work (2.5% of the tokens' work wasted at 24 tokens, 7.6% at 72, in
+    bench_onnx.py's batches). A bidirectional encoder's backward direction reads each ``bptt`` chunk from its end (as
+    fastai's does), so its blocks are the ``bptt`` chunks."""
+
+    READ_BLOCK_TOKENS = 24
 
     def __init__(self, model: PreTrainedModel) -> None:
         super().__init__()
         self.encoder = _GraphEncoder(model.awd_lstm)
         self.classifier = model.classifier
         self.bptt = int(model.config.bptt)
+        bidirectional = bool(model.config.bidirectional)
+        self.block = self.bptt if bidirectional else min(self.bptt, self.READ_BLOCK_TOKENS)
         self.max_len = None if model.config.max_len is None else int(model.config.max_len)
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor]:
         from torch._higher_order_ops.scan import scan
 
         input_ids, attention_mask = inputs
-        bptt, encoder = self.bptt, self.encoder
+        bptt, block, encoder = self.bptt, self.block, self.encoder
         ids, _, lengths = encoder.compact(input_ids, attention_mask != 0)
+        # rows by falling length: the documents still going on at a chunk are then the leading rows, the only ones
+        # the chunk's LSTM ops run (as the eager classifier does); the logits go back to the input's order
+        order = torch.argsort(lengths, descending=True)
+        ids, lengths = ids[order], lengths[order]
         batch, width = ids.shape
-        n_chunks = (width + bptt - 1) // bptt
-        ids = nn.functional.pad(ids, (0, n_chunks * bptt - width))
-        chunks = ids.view(batch, n_chunks, bptt).transpose(0, 1)  # (chunks, batch, bptt)
-        starts = torch.arange(n_chunks, device=ids.device) * bptt
+        n_blocks = (width + block - 1) // block
+        ids = nn.functional.pad(ids, (0, n_blocks * block - width))
+        blocks = ids.view(batch, n_blocks, block).transpose(0, 1)  # (blocks, batch, block)
+        starts = torch.arange(n_blocks, device=ids.device) * block
         if self.max_len is None:
             first_kept = torch.zeros_like(lengths)
         else:  # the first pooled chunk: those starting within the last max_len tokens (fastai: sl - i <= max_len)
@@ -228,7 +269,7 @@ class AWDLSTMClassifierGraph(nn.Module):
         first_kept_start = first_kept * bptt
         emb = self.encoder.embeddings.weight
         size = self.classifier.layers[0].batch_norm.num_features // 3
-        steps = torch.arange(bptt, device=ids.device).unsqueeze(0)
+        steps = torch.arange(block, device=ids.device).unsqueeze(0)
 
         def step(carry: tuple[Tensor, ...], xs: tuple[Tensor, Tensor]) -> tuple[tuple[Tensor, ...], Tensor]:
             states, (total, largest, count, last) = carry[:-4], carry[-4:]
@@ -237,8 +278,9 @@ class AWDLSTMClassifierGraph(nn.Module):
             active = remaining > 0  # rows whose document goes on in this chunk
             x = encoder.embeddings(chunk)
             state = [(states[2 * l], states[2 * l + 1]) for l in range(len(encoder.layers))]
-            out, new_state = encoder.run(x, remaining.clamp(0, bptt), state)
-            keep = (steps < remaining.unsqueeze(1)) & (start >= first_kept_start).unsqueeze(1)  # pooled positions
+            out, new_state = encoder.run(x, remaining.clamp(0, block), state)  # finished rows: states unchanged
+            # pooled positions: real tokens of the chunks fastai pools
+            keep = (steps < remaining.unsqueeze(1)) & (start + steps >= first_kept_start.unsqueeze(1))
             keep_f = keep.unsqueeze(-1).to(out.dtype)
             total = total + (out * keep_f).sum(dim=1)
             chunk_max = out.masked_fill(~keep.unsqueeze(-1), float("-inf")).amax(dim=1)
@@ -246,14 +288,11 @@ class AWDLSTMClassifierGraph(nn.Module):
             # it adds when a Max output is a loop body's output
             largest = torch.where(chunk_max > largest, chunk_max, largest)
             count = count + keep.sum(dim=1).to(out.dtype)
-            ends = active & (remaining <= bptt)
-            index = (remaining - 1).clamp(0, bptt - 1)
+            ends = active & (remaining <= block)
+            index = (remaining - 1).clamp(0, block - 1)
             at_end = out.gather(1, index.view(-1, 1, 1).expand(-1, 1, out.shape[-1])).squeeze(1)
             last = torch.where(ends.unsqueeze(1), at_end, last)
-            go_on = active.view(1, -1, 1)
-            flat = []
-            for (h0, c0), (h, c) in zip(state, new_state):
-                flat += [torch.where(go_on, h, h0), torch.where(go_on, c, c0)]
+            flat = [t for h_c in new_state for t in h_c]
             return (*flat, total, largest, count, last), count.sum().unsqueeze(0)
 
         init: list[Tensor] = []
@@ -261,10 +300,10 @@ class AWDLSTMClassifierGraph(nn.Module):
             init += [h0, c0]
         init += [emb.new_zeros(batch, size), emb.new_full((batch, size), float("-inf")), emb.new_zeros(batch),
                  emb.new_zeros(batch, size)]
-        final, _ = scan(step, tuple(init), (chunks, starts))
+        final, _ = scan(step, tuple(init), (blocks, starts))
         total, largest, count, last = final[-4:]
         pooled = torch.cat([last, largest, total / count.clamp_min(1).unsqueeze(1)], dim=1)
-        return (self.classifier(pooled),)
+        return (self.classifier(pooled)[torch.argsort(order)],)
 
 
 # --------------------------------------------------------------------------------------------------------------------
