@@ -1,5 +1,7 @@
-"""The traceable path of ElmoModel (scan over the padded time axis; what export and compilation see) computes what
-the eager packed path computes: on the TensorFlow fixture, statefully, and on random models with any padding."""
+"""The traceable path of ElmoModel (a scan over the time axis; what export and compilation see) computes what the
+eager packed path computes: on the TensorFlow fixture, statefully, and on random models with any padding, in both its
+forms: inference (packed words, hf_elmo::elmo_lstm_cell on the running rows; what an ONNX export holds) and
+differentiable (masked steps over the padded time axis; when gradients are on)."""
 
 from __future__ import annotations
 
@@ -12,15 +14,17 @@ from conftest import randomize_, tiny_config
 from hf_elmo import ElmoModel, ElmoTokenizer
 
 
-def run_both(model: ElmoModel, **inputs):
+def run_both(model: ElmoModel, differentiable: bool = False, **inputs):
     with torch.no_grad():
         model.graph_mode = False
         packed = model(**inputs, use_cache=True)
-        model.graph_mode = True
-        try:
+    model.graph_mode = True
+    try:
+        with torch.set_grad_enabled(differentiable):
             graph = model(**inputs, use_cache=True)
-        finally:
-            model.graph_mode = False
+    finally:
+        model.graph_mode = False
+    assert graph.last_hidden_state.requires_grad == differentiable
     return packed, graph
 
 
@@ -45,15 +49,20 @@ def test_graph_path_matches_tensorflow_statefully(fixture_model, fixture_sentenc
     assert worst < 1e-5, f"graph path vs TensorFlow: max abs diff {worst:.3g}"
 
 
-@pytest.mark.parametrize("side", ["right", "left"])
-def test_graph_path_matches_packed_path(side):
+@pytest.mark.parametrize("differentiable", [False, True], ids=["inference", "differentiable"])
+@pytest.mark.parametrize("side", ["right", "left", "holes"])
+def test_graph_path_matches_packed_path(side, differentiable):
     model = randomize_(ElmoModel(tiny_config(use_skip_connections=True)).eval(), seed=3)
     tok = ElmoTokenizer()
-    enc = tok(["a b c d e f g", "hello", "x y z", "one two"], padding=True, return_tensors="pt", padding_side=side)
+    texts = ["a b c d e f g", "hello", "x y z", "one two", "last"]
+    enc = tok(texts, padding=True, return_tensors="pt", padding_side="left" if side == "left" else "right")
+    if side == "holes":  # padding between words, and a row without any word
+        enc["attention_mask"][0, 2] = enc["attention_mask"][2, 0] = 0
+        enc["attention_mask"][4] = 0
     gen = torch.Generator().manual_seed(1)
-    h0, c0 = model.zero_state(4)
+    h0, c0 = model.zero_state(len(texts))
     state = (torch.randn(h0.shape, generator=gen) * 0.3, torch.randn(c0.shape, generator=gen) * 0.3)
-    packed, graph = run_both(model, **enc, state=state)
+    packed, graph = run_both(model, differentiable, **enc, state=state)
     for a, b in zip(packed.hidden_states, graph.hidden_states):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     torch.testing.assert_close(packed.last_hidden_state, graph.last_hidden_state, rtol=0, atol=1e-6)

@@ -73,10 +73,36 @@ class ElmoDummyInputGenerator(PaddedDummyInputGenerator):
         return ids
 
 
+def _lstm_cell_to_onnx(h, c, gates, offset, running, w_hh, w_proj, cell_clip: float, proj_clip: float):
+    """The ONNX translation of ``hf_elmo::elmo_lstm_cell`` (an onnxscript trace-only function; the op's PyTorch
+    implementation in modeling_elmo.py says what it computes): the products and the cell on the first ``running``
+    rows only (``Slice``), the other rows' states passed through (``Concat``) and their outputs zero (``Pad``)."""
+    from onnxscript import opset18 as op
+
+    zero, one = op.Constant(value_ints=[0]), op.Constant(value_ints=[1])
+    n, start = op.Reshape(running, one), op.Reshape(offset, one)
+    batch = op.Shape(h, start=0, end=1)
+    g = op.Add(op.Slice(gates, start, op.Add(start, n), zero), op.MatMul(op.Slice(h, zero, n, zero), w_hh))
+    i, j, f, o = op.Split(g, axis=-1, num_outputs=4)
+    c_new = op.Add(op.Mul(op.Sigmoid(f), op.Slice(c, zero, n, zero)), op.Mul(op.Sigmoid(i), op.Tanh(j)))
+    if cell_clip:
+        c_new = op.Clip(c_new, op.CastLike(op.Constant(value_float=-cell_clip), c_new),
+                        op.CastLike(op.Constant(value_float=cell_clip), c_new))
+    h_new = op.MatMul(op.Mul(op.Sigmoid(o), op.Tanh(c_new)), w_proj)
+    if proj_clip:
+        h_new = op.Clip(h_new, op.CastLike(op.Constant(value_float=-proj_clip), h_new),
+                        op.CastLike(op.Constant(value_float=proj_clip), h_new))
+    h_next = op.Concat(h_new, op.Slice(h, n, batch, zero), axis=0)
+    c_next = op.Concat(c_new, op.Slice(c, n, batch, zero), axis=0)
+    y = op.Pad(h_new, op.Concat(zero, zero, op.Sub(batch, n), zero, axis=0))
+    return h_next, c_next, y
+
+
 @register_onnx_config("elmo", *ELMO_TASKS)
 class ElmoOnnxConfig(HfElmoOnnxConfig):
     """ONNX export of ELMo: the biLM and its heads, traced through the model's scan-based graph path (each biLSTM
-    layer becomes one ONNX ``Scan`` over the words, both directions in the same loop)."""
+    layer becomes one ONNX ``Scan`` over the words, both directions in the same loop, each step working on the
+    sentences still running only: ``hf_elmo::elmo_lstm_cell``)."""
 
     MODEL_TYPE = "elmo"
     NORMALIZED_CONFIG_CLASS = ElmoNormalizedConfig
@@ -108,6 +134,11 @@ class ElmoOnnxConfig(HfElmoOnnxConfig):
         if self.task == "text-classification":
             return {"logits": {0: self.BATCH_AXIS}}
         return {"logits": dict(words)}  # token-classification, bidirectional-lm
+
+    def custom_translation_table(self) -> dict[Any, Any]:
+        from ..models.elmo.modeling_elmo import _ELMO_LSTM_CELL
+
+        return {_ELMO_LSTM_CELL.default: _lstm_cell_to_onnx}
 
     def model_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"return_dict": True}

@@ -133,6 +133,50 @@ def _scan(step: Any, init: Any, xs: Any) -> tuple[Any, torch.Tensor]:
     return scan(step, init, xs)
 
 
+def _define_lstm_cell_op() -> Any:
+    """``torch.ops.hf_elmo.elmo_lstm_cell``: one step of one direction of an ELMo LSTM layer, on the rows still
+    running, for the traceable inference path.
+
+    An exported loop body has fixed shapes in torch, so "the first ``running`` rows" cannot be expressed with torch's
+    own ops there (a data-dependent size inside ``scan`` is refused); as one opaque op it can, and its ONNX
+    translation (hf_elmo.onnx.elmo) slices those rows, so ONNX Runtime spends no work on finished or padded rows,
+    as the eager path does. Defined once per process: this file may be imported twice (installed package and Hub
+    remote code), and both copies share the op."""
+    try:
+        return torch.ops.hf_elmo.elmo_lstm_cell
+    except (AttributeError, RuntimeError):
+        pass
+
+    @torch.library.custom_op("hf_elmo::elmo_lstm_cell", mutates_args=())
+    def elmo_lstm_cell(h: torch.Tensor, c: torch.Tensor, gates: torch.Tensor, offset: torch.Tensor,
+                       running: torch.Tensor, w_hh: torch.Tensor, w_proj: torch.Tensor, cell_clip: float,
+                       proj_clip: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``h`` (B, P), ``c`` (B, H): the states, rows sorted by falling length; ``gates`` (N, 4H): the packed input
+        products of the whole sequence, this step's ``running`` rows at ``offset``; ``w_hh`` (P, 4H), ``w_proj``
+        (H, P); a clip of 0 is none. Returns the new states (rows from ``running`` on unchanged) and this step's
+        output (B, P), zeros from row ``running`` on."""
+        n, start = int(running), int(offset)
+        g = gates[start : start + n] + h[:n] @ w_hh
+        i, j, f, o = g.split(w_proj.shape[0], dim=-1)
+        c_new = torch.sigmoid(f) * c[:n] + torch.sigmoid(i) * torch.tanh(j)
+        if cell_clip:
+            c_new = c_new.clamp(-cell_clip, cell_clip)
+        h_new = (torch.sigmoid(o) * torch.tanh(c_new)).to(h.dtype) @ w_proj
+        if proj_clip:
+            h_new = h_new.clamp(-proj_clip, proj_clip)
+        return (torch.cat([h_new, h[n:]]), torch.cat([c_new.to(c.dtype), c[n:]]),
+                torch.cat([h_new, h.new_zeros(h.shape[0] - n, h.shape[1])]))
+
+    @elmo_lstm_cell.register_fake
+    def _(h, c, gates, offset, running, w_hh, w_proj, cell_clip, proj_clip):
+        return torch.empty_like(h), torch.empty_like(c), torch.empty_like(h)
+
+    return torch.ops.hf_elmo.elmo_lstm_cell
+
+
+_ELMO_LSTM_CELL = _define_lstm_cell_op()
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Character encoder
 # --------------------------------------------------------------------------------------------------------------------
@@ -401,6 +445,27 @@ class ElmoBiLm(nn.Module):
             h_next = torch.where(keep, h_new, h)
             c_next = torch.where(keep, c_new.to(c.dtype), c)
             return (h_next, c_next), h_new * keep.to(h_new.dtype)
+
+        return step
+
+    def packed_step(self, layer: ElmoLstmLayer, gates: list[torch.Tensor]) -> Any:
+        """The step function of the traceable inference recurrence over packed input products ``gates`` (2 × (N,
+        4H), time-major, rows sorted by falling length): carry ``(h_f, c_f, h_b, c_b)`` ((B, P) and (B, H) per
+        direction), input ``(offset, running)`` of the step's rows in ``gates``; output ``(y_f, y_b)`` (B, P)."""
+        cfg = self.config
+        w_hh = [layer.weight_hh[d].t().contiguous() for d in range(2)]  # copies: captured tensors must not alias
+        w_proj = [layer.weight_proj[d].t().contiguous() for d in range(2)]
+        cell_clip, proj_clip = float(cfg.cell_clip or 0.0), float(cfg.proj_clip or 0.0)
+
+        def step(carry: tuple[torch.Tensor, ...], inputs: tuple[torch.Tensor, torch.Tensor]):
+            offset, running = inputs
+            out_carry, ys = [], []
+            for d in range(2):
+                h, c, y = _ELMO_LSTM_CELL(carry[2 * d], carry[2 * d + 1], gates[d], offset, running, w_hh[d],
+                                          w_proj[d], cell_clip, proj_clip)
+                out_carry += [h, c]
+                ys.append(y)
+            return tuple(out_carry), tuple(ys)
 
         return step
 
@@ -737,11 +802,74 @@ class ElmoModel(ElmoPreTrainedModel):
 
     def _forward_graph(self, input_ids: torch.Tensor, mask: torch.Tensor, h0: torch.Tensor,
                        c0: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], ElmoState]:
-        """The traceable path (used while exporting or compiling, or with ``graph_mode = True``): fixed shapes, no
-        data-dependent indexing. Every word goes through the char CNN; each layer's recurrence is one ``scan``
-        (an ONNX ``Scan`` after export) over the padded time axis advancing both directions together, where a
-        padded position leaves the state unchanged: the forward direction meets the real words in order and the
-        backward direction (scanning the reversed time axis) in reverse order, whatever the padding side."""
+        """The traceable path (used while exporting or compiling, or with ``graph_mode = True``); differentiable
+        when gradients are on and the biLM's weights require them (``_forward_graph_masked``), else the inference
+        form below, which is what an ONNX export holds.
+
+        Inference form: the eager path's packed layout, built with traceable ops. Rows are sorted by falling length
+        and each row's real words moved to its front, the backward direction reading them reversed, so that at step
+        ``t`` the rows still running are the first ``running[t]``; the input products are computed for the real
+        words only (the first layer's once per distinct word) and stored packed, time-major. Each layer's recurrence
+        is one ``scan`` (an ONNX ``Scan``) whose step is ``hf_elmo::elmo_lstm_cell`` per direction, which works on
+        the running rows only. The outputs go back to each word's place; padding gets zeros."""
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.bilm.parameters()):
+            return self._forward_graph_masked(input_ids, mask, h0, c0)
+        cfg = self.config
+        batch, width, n_chars = input_ids.shape
+        p = cfg.projection_dim
+        # the char CNN reads each distinct word once (padding is one all-zero "word")
+        words, inverse = torch.unique(input_ids.reshape(batch * width, n_chars), dim=0, return_inverse=True)
+        token_u = self.char_encoder(words)
+        word_of = inverse.reshape(-1)
+        tokens = token_u[word_of].view(batch, width, p) * mask.to(token_u.dtype).unsqueeze(-1)
+        layers = [torch.cat([tokens, tokens], dim=-1)]
+
+        lengths = mask.sum(dim=1)
+        order = torch.argsort(lengths, descending=True)
+        lens = lengths[order].unsqueeze(1)
+        steps = torch.arange(width, device=input_ids.device)
+        positions = torch.argsort(torch.where(mask, steps, steps + width), dim=1)[order]  # real words first
+        reverse = torch.where(steps < lens, lens - 1 - steps, steps)  # each row's real words reversed
+        rows = order.unsqueeze(1) * width
+        real = steps.unsqueeze(1) < lens.t()  # (T, B): the slots holding a word
+        slots = real.reshape(-1).nonzero().squeeze(1)  # packed, time-major: step t's running rows in turn
+        running = real.sum(dim=1)
+        offsets = torch.cumsum(running, 0) - running
+        # the flat (batch · width) position of each packed word, per direction
+        sources = [(rows + positions).t().reshape(-1)[slots],
+                   (rows + positions.gather(1, reverse)).t().reshape(-1)[slots]]
+        x = [token_u[word_of[src]] for src in sources]
+
+        def unpack(packed: list[torch.Tensor]) -> torch.Tensor:
+            full = [packed[d].new_zeros(batch * width, p).index_copy(0, sources[d], packed[d]) for d in range(2)]
+            return torch.cat(full, dim=-1).view(batch, width, 2 * p)
+
+        h0s, c0s = h0[:, :, order], c0[:, :, order]
+        h_final, c_final = [], []
+        for k, layer in enumerate(self.bilm.layers):
+            bias = layer.effective_bias()
+            if k == 0:  # once per distinct word
+                gates = [F.linear(token_u, layer.weight_ih[d], bias[d])[word_of[sources[d]]] for d in range(2)]
+            else:
+                gates = [F.linear(x[d], layer.weight_ih[d], bias[d]) for d in range(2)]
+            init = tuple(t.clone() for t in (h0s[k, 0], c0s[k, 0], h0s[k, 1], c0s[k, 1]))  # a scan's inputs: no views
+            (h_f, c_f, h_b, c_b), ys = _scan(self.bilm.packed_step(layer, gates), init, (offsets, running))
+            out = [y.reshape(-1, p)[slots] for y in ys]
+            if cfg.use_skip_connections and k > 0:
+                out = [out[d] + x[d] for d in range(2)]
+            layers.append(unpack(out))
+            h_final.append(torch.stack([h_f, h_b]))
+            c_final.append(torch.stack([c_f, c_b]))
+            x = out
+        back = torch.argsort(order)
+        return tuple(layers), (torch.stack(h_final)[:, :, back], torch.stack(c_final)[:, :, back])
+
+    def _forward_graph_masked(self, input_ids: torch.Tensor, mask: torch.Tensor, h0: torch.Tensor,
+                              c0: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], ElmoState]:
+        """The differentiable traceable path: fixed shapes. Every word goes through the char CNN; each layer's
+        recurrence is one ``scan`` over the padded time axis advancing both directions together, where a padded
+        position leaves the state unchanged: the forward direction meets the real words in order and the backward
+        direction (scanning the reversed time axis) in reverse order, whatever the padding side."""
         cfg = self.config
         batch, width, n_chars = input_ids.shape
         p = cfg.projection_dim
