@@ -7,9 +7,8 @@ ElmoModel and for the AWD-LSTM (ULMFiT) classifier.
 * ``--model awd-lstm``: AWDLSTMForSequenceClassification at ULMFiT's size (vocab 60,000, embedding 400, hidden 1152,
   3 layers, bptt 72, max_len 1440, head 1200 → 50 → 2), random weights (seeded), batches of 32 documents of 10 to 40
   sentences of the standard library's docstrings (about 150 to 800 tokens each), in random order or, with
-  ``--sorted-batches``, batched by similar length as fastai's SortedDL batches a classifier's inputs (the eager path
-  skips padding work by itself; ONNX Runtime's LSTM op runs every row to the batch's longest). A token is a token of
-  the tokenizer's output. Accuracy: agreement of the predicted class and cosine similarity of the logits.
+  ``--sorted-batches``, batched by similar length as fastai's SortedDL batches a classifier's inputs (both the eager
+  path and the exported graph drop finished documents as they go). A token is a token of the tokenizer's output. Accuracy: agreement of the predicted class and cosine similarity of the logits.
 
 Both: tokenizer included, one warm-up batch, eval/no-grad for PyTorch. The model is exported with
 hf_elmo.onnx.export_onnx (float32, and int8 dynamic quantisation) and run with ONNX Runtime's CPU provider with as many
