@@ -106,3 +106,21 @@ def test_convert_with_push_to_hub(hub: FakeHub, tmp_path: Path, capsys: pytest.C
     card = ModelCard(commit["contents"]["README.md"].decode("utf-8"))
     assert '"user/elmo-test"' in card.text and "revision='v1'" in card.text
     assert card.data.library_name == "transformers"
+
+
+@pytest.mark.parametrize("command", ["convert-elmo", "convert-awd-lstm", "export"])
+def test_push_options_need_a_repository(command: str, tmp_path: Path, hub: FakeHub,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """--private and --revision without --push-to-hub are refused before any work, by every command that pushes
+    (as by `hf-elmo ulmfit`): they would otherwise be silently ignored."""
+    from hf_elmo.cli import main
+
+    inputs = {"convert-elmo": ["--options", str(tmp_path / "options.json"), "--weights", str(tmp_path / "w.hdf5"),
+                               "--output", str(tmp_path / "out")],
+              "convert-awd-lstm": ["--weights", str(tmp_path / "model.pth"), "--vocab", str(tmp_path / "itos.pkl"),
+                                   "--output", str(tmp_path / "out")],
+              "export": [str(tmp_path / "model"), str(tmp_path / "out")]}[command]
+    for flag in (["--revision", "v1"], ["--private"]):
+        assert main([command, *inputs, *flag]) != 0
+        assert f"{flag[0]} only applies with --push-to-hub" in capsys.readouterr().err
+    assert hub.calls == [] and not (tmp_path / "out").exists()

@@ -41,7 +41,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..conversion.allennlp_elmo import convert_allennlp_elmo
 
-    check_push_arguments(args, options=("revision",))
+    check_push_arguments(args)
     with console_logging():
         output = convert_allennlp_elmo(
             options=args.options,

@@ -55,7 +55,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..conversion.fastai_awd_lstm import convert_fastai_awd_lstm
 
-    check_push_arguments(args, options=("revision",))
+    check_push_arguments(args)
     if args.max_len < args.bptt:
         raise ValueError(f"--max-len ({args.max_len}) must be at least --bptt ({args.bptt})")
     with console_logging():
