@@ -812,7 +812,7 @@ class ElmoModel(ElmoPreTrainedModel):
         words only (the first layer's once per distinct word) and stored packed, time-major. Each layer's recurrence
         is one ``scan`` (an ONNX ``Scan``) whose step is ``hf_elmo::elmo_lstm_cell`` per direction, which works on
         the running rows only. The outputs go back to each word's place; padding gets zeros."""
-        if torch.is_grad_enabled() and any(p.requires_grad for p in self.bilm.parameters()):
+        if torch.is_grad_enabled() and any(w.requires_grad for w in self.bilm.parameters()):
             return self._forward_graph_masked(input_ids, mask, h0, c0)
         cfg = self.config
         batch, width, n_chars = input_ids.shape
