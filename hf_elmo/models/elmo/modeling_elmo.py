@@ -13,7 +13,10 @@ precision. The implementation is organised for speed on CPU:
 * the forward and backward directions advance in the same step (the backward direction reads each sentence reversed
   within its own length); on CPU in inference the recurrent weights are pre-packed once for oneDNN (its GEMM with a
   reordered weight runs 2-3x faster than an ordinary one at the small batch of a recurrence), elsewhere both
-  directions go through one batched product.
+  directions go through one batched product;
+* the traceable path (ONNX export, compilation, ``graph_mode``) lays the words out the same way, each layer one
+  ``scan`` whose step (``hf_elmo::elmo_lstm_cell``) works on the running rows only; with gradients on, it runs
+  masked steps over the padded time axis instead.
 """
 
 from __future__ import annotations
