@@ -77,3 +77,25 @@ def test_graph_path_is_differentiable():
     model(**enc).last_hidden_state.sum().backward()
     grads = [p.grad for p in model.bilm.parameters()]
     assert all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("trainable", ["char_encoder", "state"])
+def test_graph_path_passes_gradients_with_a_frozen_bilm(trainable):
+    """The inference form's step op has no backward: a gradient that must pass through the steps (to a trainable
+    character encoder below a frozen biLSTM, or to the given state) takes the masked form, with the eager path's
+    gradients."""
+    enc = ElmoTokenizer()(["a b c", "d"], padding=True, return_tensors="pt")
+    grads = []
+    for graph_mode in (False, True):
+        model = randomize_(ElmoModel(tiny_config()), seed=5)
+        for w in model.bilm.parameters():
+            w.requires_grad_(False)
+        if trainable == "state":
+            for w in model.char_encoder.parameters():
+                w.requires_grad_(False)
+        h0, c0 = (t.clone().requires_grad_(trainable == "state") for t in model.zero_state(2))
+        model.graph_mode = graph_mode
+        model(**enc, state=(h0, c0)).last_hidden_state.sum().backward()
+        grads.append(h0.grad if trainable == "state" else model.char_encoder.projection.weight.grad)
+    assert grads[1] is not None and grads[1].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-6)

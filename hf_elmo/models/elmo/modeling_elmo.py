@@ -806,8 +806,8 @@ class ElmoModel(ElmoPreTrainedModel):
     def _forward_graph(self, input_ids: torch.Tensor, mask: torch.Tensor, h0: torch.Tensor,
                        c0: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], ElmoState]:
         """The traceable path (used while exporting or compiling, or with ``graph_mode = True``); differentiable
-        when gradients are on and the biLM's weights require them (``_forward_graph_masked``), else the inference
-        form below, which is what an ONNX export holds.
+        when gradients are on and the character encoder's or the biLM's weights or the given state require them
+        (``_forward_graph_masked``), else the inference form below, which is what an ONNX export holds.
 
         Inference form: the eager path's packed layout, built with traceable ops. Rows are sorted by falling length
         and each row's real words moved to its front, the backward direction reading them reversed, so that at step
@@ -815,7 +815,9 @@ class ElmoModel(ElmoPreTrainedModel):
         words only (the first layer's once per distinct word) and stored packed, time-major. Each layer's recurrence
         is one ``scan`` (an ONNX ``Scan``) whose step is ``hf_elmo::elmo_lstm_cell`` per direction, which works on
         the running rows only. The outputs go back to each word's place; padding gets zeros."""
-        if torch.is_grad_enabled() and any(w.requires_grad for w in self.bilm.parameters()):
+        # hf_elmo::elmo_lstm_cell has no backward: the masked form whenever a gradient must pass through the steps
+        if torch.is_grad_enabled() and (h0.requires_grad or c0.requires_grad or any(
+                w.requires_grad for module in (self.char_encoder, self.bilm) for w in module.parameters())):
             return self._forward_graph_masked(input_ids, mask, h0, c0)
         cfg = self.config
         batch, width, n_chars = input_ids.shape
