@@ -136,6 +136,17 @@ def _scan(step: Any, init: Any, xs: Any) -> tuple[Any, torch.Tensor]:
     return scan(step, init, xs)
 
 
+def _tf_lstm_cell(gates: torch.Tensor, c_prev: torch.Tensor, cell_clip: float | None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """TensorFlow's LSTMCell: gates [i, j, f, o] (forget bias already in the gates) → (c clipped to ±``cell_clip``
+    when set, σ(o)·tanh(c))."""
+    i, j, f, o = gates.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(j)
+    if cell_clip:
+        c = c.clamp(-cell_clip, cell_clip)
+    return c, torch.sigmoid(o) * torch.tanh(c)
+
+
 def _define_lstm_cell_op() -> Any:
     """``torch.ops.hf_elmo.elmo_lstm_cell``: one step of one direction of an ELMo LSTM layer, on the rows still
     running, for the traceable inference path.
@@ -159,12 +170,8 @@ def _define_lstm_cell_op() -> Any:
         (H, P); a clip of 0 is none. Returns the new states (rows from ``running`` on unchanged) and this step's
         output (B, P), zeros from row ``running`` on."""
         n, start = int(running), int(offset)
-        g = gates[start : start + n] + h[:n] @ w_hh
-        i, j, f, o = g.split(w_proj.shape[0], dim=-1)
-        c_new = torch.sigmoid(f) * c[:n] + torch.sigmoid(i) * torch.tanh(j)
-        if cell_clip:
-            c_new = c_new.clamp(-cell_clip, cell_clip)
-        h_new = (torch.sigmoid(o) * torch.tanh(c_new)).to(h.dtype) @ w_proj
+        c_new, m = _tf_lstm_cell(gates[start : start + n] + h[:n] @ w_hh, c[:n], cell_clip)
+        h_new = m.to(h.dtype) @ w_proj
         if proj_clip:
             h_new = h_new.clamp(-proj_clip, proj_clip)
         return (torch.cat([h_new, h[n:]]), torch.cat([c_new.to(c.dtype), c[n:]]),
@@ -358,12 +365,8 @@ class ElmoBiLm(nn.Module):
         return self._run_layer_batched(layer, gates_x, batch_sizes, h0, c0)
 
     def _cell_update(self, gates: torch.Tensor, c_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """TensorFlow's LSTMCell: gates [i, j, f, o] (forget bias already in the gates) → (clipped c, σ(o)·tanh(c))."""
-        i, j, f, o = gates.split(self.config.lstm_dim, dim=-1)
-        c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(j)
-        if self.config.cell_clip:
-            c = c.clamp(-self.config.cell_clip, self.config.cell_clip)
-        return c, torch.sigmoid(o) * torch.tanh(c)
+        """TensorFlow's LSTMCell with this model's cell clip (``_tf_lstm_cell``)."""
+        return _tf_lstm_cell(gates, c_prev, self.config.cell_clip)
 
     def _run_layer_batched(self, layer, gates_x, batch_sizes, h0, c0):
         """Differentiable (and device-agnostic) path: both directions in one batched product per step, states
@@ -426,22 +429,14 @@ class ElmoBiLm(nn.Module):
         """The step function of the traceable recurrence: carry ``(h (2, B, P), c (2, B, H))``, input ``(gates
         (2, B, 4H), mask (2, B))``; rows whose mask is off keep their state and output zeros."""
         cfg = self.config
-        # One 2-D product per direction (an exported graph's MatMul with a constant 2-D weight, which ONNX Runtime
-        # pre-packs; a batched 3-D product it cannot). The weights are sliced here, outside the step function, and
-        # copied: a scan's captured tensors must not alias one another (views of one stacked parameter would).
-        w_hh = [layer.weight_hh[d].t().contiguous() for d in range(2)]
-        w_proj = [layer.weight_proj[d].t().contiguous() for d in range(2)]
+        w_hh, w_proj = layer.weight_hh.transpose(1, 2), layer.weight_proj.transpose(1, 2)
 
         def step(carry: tuple[torch.Tensor, torch.Tensor], inputs: tuple[torch.Tensor, torch.Tensor]):
             h, c = carry
             gates, keep = inputs
-            # unbind (a Split), not h[0], h[1]: ONNX Runtime's Gather-to-Split fusion names its outputs alike in every
-            # loop body, which makes a saved optimised graph invalid
-            h_f, h_b = h.unbind(0)
-            gates = gates + torch.stack([h_f @ w_hh[0], h_b @ w_hh[1]])
+            gates = gates + torch.bmm(h, w_hh)
             c_new, m = self._cell_update(gates, c)
-            m_f, m_b = m.to(h.dtype).unbind(0)
-            h_new = torch.stack([m_f @ w_proj[0], m_b @ w_proj[1]])
+            h_new = torch.bmm(m.to(h.dtype), w_proj)
             if cfg.proj_clip:
                 h_new = h_new.clamp(-cfg.proj_clip, cfg.proj_clip)
             keep = keep.unsqueeze(-1)
