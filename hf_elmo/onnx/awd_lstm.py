@@ -105,22 +105,19 @@ def _lstm_to_onnx(x, sequence_lens, h0, c0, w, r, b, bidirectional: bool):
     leading rows of length ≥ 1 (``Slice``), its outputs padded back to the whole batch."""
     from onnxscript import opset18 as op
 
+    from .running_rows import first_rows, rows_then_rest, rows_then_zeros
+
     hidden = r.shape[2]
-    zero, one = op.Constant(value_ints=[0]), op.Constant(value_ints=[1])
     running = op.ReduceSum(op.Cast(op.Greater(sequence_lens, op.Constant(value_int=0)), to=7),  # 7: int64
                            keepdims=1)  # (1,): the number of rows of length >= 1
-    batch = op.Shape(x, start=1, end=2)
-    y, y_h, y_c = op.LSTM(op.Slice(x, zero, running, one), w, r, b,
-                          op.Cast(op.Slice(sequence_lens, zero, running, zero), to=6),  # 6: int32
-                          op.Slice(h0, zero, running, one), op.Slice(c0, zero, running, one), hidden_size=hidden,
+    y, y_h, y_c = op.LSTM(first_rows(x, running, 1), w, r, b,
+                          op.Cast(first_rows(sequence_lens, running, 0), to=6),  # 6: int32
+                          first_rows(h0, running, 1), first_rows(c0, running, 1), hidden_size=hidden,
                           direction="bidirectional" if bidirectional else "forward")
     # y: (time, directions, running, hidden) -> zeros for the skipped rows -> (time, batch, directions * hidden)
-    pads = op.Concat(op.Constant(value_ints=[0, 0, 0, 0, 0, 0]), op.Sub(batch, running), zero, axis=0)
-    y = op.Transpose(op.Pad(y, pads), perm=[0, 2, 1, 3])
+    y = op.Transpose(rows_then_zeros(y, op.Shape(x, start=1, end=2), running, 2), perm=[0, 2, 1, 3])
     y = op.Reshape(y, op.Concat(op.Shape(y, start=0, end=2), op.Constant(value_ints=[-1]), axis=0))
-    y_h = op.Concat(y_h, op.Slice(h0, running, batch, one), axis=1)
-    y_c = op.Concat(y_c, op.Slice(c0, running, batch, one), axis=1)
-    return y, y_h, y_c
+    return y, rows_then_rest(y_h, h0, running, 1), rows_then_rest(y_c, c0, running, 1)
 
 
 CUSTOM_TRANSLATIONS = {torch.ops.hf_elmo_onnx.lstm.default: _lstm_to_onnx}

@@ -79,12 +79,13 @@ def _lstm_cell_to_onnx(h, c, gates, offset, running, w_hh, w_proj, cell_clip: fl
     rows only (``Slice``), the other rows' states passed through (``Concat``) and their outputs zero (``Pad``)."""
     from onnxscript import opset18 as op
 
+    from .running_rows import first_rows, rows_then_rest, rows_then_zeros
+
     zero, one = op.Constant(value_ints=[0]), op.Constant(value_ints=[1])
     n, start = op.Reshape(running, one), op.Reshape(offset, one)
-    batch = op.Shape(h, start=0, end=1)
-    g = op.Add(op.Slice(gates, start, op.Add(start, n), zero), op.MatMul(op.Slice(h, zero, n, zero), w_hh))
+    g = op.Add(op.Slice(gates, start, op.Add(start, n), zero), op.MatMul(first_rows(h, n, 0), w_hh))
     i, j, f, o = op.Split(g, axis=-1, num_outputs=4)
-    c_new = op.Add(op.Mul(op.Sigmoid(f), op.Slice(c, zero, n, zero)), op.Mul(op.Sigmoid(i), op.Tanh(j)))
+    c_new = op.Add(op.Mul(op.Sigmoid(f), first_rows(c, n, 0)), op.Mul(op.Sigmoid(i), op.Tanh(j)))
     if cell_clip:
         c_new = op.Clip(c_new, op.CastLike(op.Constant(value_float=-cell_clip), c_new),
                         op.CastLike(op.Constant(value_float=cell_clip), c_new))
@@ -92,10 +93,8 @@ def _lstm_cell_to_onnx(h, c, gates, offset, running, w_hh, w_proj, cell_clip: fl
     if proj_clip:
         h_new = op.Clip(h_new, op.CastLike(op.Constant(value_float=-proj_clip), h_new),
                         op.CastLike(op.Constant(value_float=proj_clip), h_new))
-    h_next = op.Concat(h_new, op.Slice(h, n, batch, zero), axis=0)
-    c_next = op.Concat(c_new, op.Slice(c, n, batch, zero), axis=0)
-    y = op.Pad(h_new, op.Concat(zero, zero, op.Sub(batch, n), zero, axis=0))
-    return h_next, c_next, y
+    y = rows_then_zeros(h_new, op.Shape(h, start=0, end=1), n, 0)
+    return rows_then_rest(h_new, h, n, 0), rows_then_rest(c_new, c, n, 0), y
 
 
 @register_onnx_config("elmo", *ELMO_TASKS)
