@@ -1,5 +1,7 @@
-"""ONNX Runtime (CPU) vs PyTorch eager: tokens/s on the same inputs, in one run, and the int8 model's accuracy, for
-ElmoModel and for the AWD-LSTM (ULMFiT) classifier.
+"""ONNX Runtime vs PyTorch eager: tokens/s on the same inputs, in one run, and the reduced-precision models'
+accuracy, for ElmoModel and for the AWD-LSTM (ULMFiT) classifier: on the CPU (float32 and int8, ONNX Runtime's CPU
+provider) or, with ``--device cuda``, on the GPU (float32 and float16 each side, ONNX Runtime's CUDA provider, which
+needs onnxruntime-gpu: ``pip install 'hf-elmo[onnx-gpu]'``).
 
 * ``--model elmo``: bench_elmo.py's set-up (whose helpers this script reuses): random weights of a published size in
   the original HDF5 layout (../shared/tools/make_elmo_weights.py), batches of 32 of the bilm-tf fixture's news
@@ -10,17 +12,22 @@ ElmoModel and for the AWD-LSTM (ULMFiT) classifier.
   ``--sorted-batches``, batched by similar length as fastai's SortedDL batches a classifier's inputs (both the eager
   path and the exported graph drop finished documents as they go). A token is a token of the tokenizer's output. Accuracy: agreement of the predicted class and cosine similarity of the logits.
 
-Both: tokenizer included, one warm-up batch, eval/no-grad for PyTorch. The model is exported with
-hf_elmo.onnx.export_onnx (float32, and int8 dynamic quantisation) and run with ONNX Runtime's CPU provider with as many
-threads as torch uses.
+Both: tokenizer included, one warm-up batch, eval/no-grad for PyTorch (and a CUDA synchronisation after each of its
+batches on the GPU; ONNX Runtime's outputs come back to the host). The model is exported with
+hf_elmo.onnx.export_onnx (float32, and int8 dynamic quantisation for the CPU or float16 for the GPU) and run with ONNX
+Runtime with as many CPU threads as torch uses. Each ONNX Runtime variant is compared with PyTorch at the same
+precision where there is one (float16: the PyTorch model in float16), else with PyTorch float32 (int8).
 
     python benchmarks/bench_onnx.py --model elmo --size original
     python benchmarks/bench_onnx.py --model awd-lstm
+    python benchmarks/bench_onnx.py --model awd-lstm --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import hashlib
 import os
 import tempfile
 import time
@@ -31,16 +38,28 @@ import onnxruntime as ort
 import torch
 from machine import cpu_name
 
+import hf_elmo
 from bench_elmo import load, sentences  # benchmarks/bench_elmo.py, beside this script
 from hf_elmo import ElmoTokenizer
 from hf_elmo.onnx import OnnxModel, export_onnx
+
+
+def source_digest() -> str:
+    """A digest of hf_elmo's source files: the exports are cached under it, so that a change to the code that builds
+    the graphs exports them again rather than timing a stale graph."""
+    root = Path(hf_elmo.__file__).parent
+    digest = hashlib.sha1()
+    for file in sorted(root.rglob("*.py")):
+        digest.update(file.relative_to(root).as_posix().encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:10]
 
 
 def exported(model: torch.nn.Module, folder: Path, **kwargs) -> Path:
     if not (folder / "model.onnx").is_file():
         start = time.perf_counter()
         export_onnx(model, folder, **kwargs)
-        print(f"# exported {folder.name} in {time.perf_counter() - start:.0f} s")
+        print(f"# exported {folder.parent.name}/{folder.name} in {time.perf_counter() - start:.0f} s")
     return folder
 
 
@@ -82,14 +101,14 @@ def elmo_workload(args):
         real word's vectors, over the scalar mix and every layer, to PyTorch float32."""
         enc = tokenizer(sentences(), is_split_into_words=True, padding=True, return_tensors="pt")
         with torch.inference_mode():
-            expected = model(**enc)
-        got = onnx_model(**enc)
-        mask = enc["attention_mask"].bool().numpy()
+            expected = model(**enc.to(model.device))
+        got = onnx_model(**enc.to("cpu"))
+        mask = enc["attention_mask"].bool().cpu().numpy()
         pairs = [(got.last_hidden_state, expected.last_hidden_state)] + list(zip(got.hidden_states,
                                                                                  expected.hidden_states))
         worst, cos_min, cos_means = 0.0, 1.0, []
         for a, b in pairs:
-            a, b = a.numpy()[mask], b.numpy()[mask]
+            a, b = a.numpy()[mask], b.float().cpu().numpy()[mask]
             worst = max(worst, float(np.abs(a.astype(np.float64) - b).max()))
             cos = cosines(a, b)
             cos_min = min(cos_min, float(cos.min()))
@@ -134,8 +153,8 @@ def awd_lstm_workload(args):
         """On 64 other documents: agreement of the predicted class with PyTorch float32, cosine of the logits."""
         enc = tokenizer(held_out, padding=True, return_tensors="pt")
         with torch.inference_mode():
-            expected = model(**enc).logits.numpy()
-        got = onnx_model(**enc).logits.numpy()
+            expected = model(**enc.to(model.device)).logits.float().cpu().numpy()
+        got = onnx_model(**enc.to("cpu")).logits.numpy()
         agree = float((got.argmax(-1) == expected.argmax(-1)).mean())
         return (f"max abs diff {np.abs(got - expected).max():.2g}, predicted class agreement {agree:.3f}, cosine "
                 f"similarity of the logits min {cosines(got, expected).min():.6f}")
@@ -156,33 +175,54 @@ def main() -> None:
     ap.add_argument("--sorted-batches", action="store_true",
                     help="AWD-LSTM: batch documents of similar lengths together (fastai's SortedDL) instead of in "
                          "their random order")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cpu: PyTorch on the CPU vs ONNX Runtime's CPU provider, float32 and int8; cuda: PyTorch on "
+                         "the GPU vs ONNX Runtime's CUDA provider (onnxruntime-gpu), float32 and float16")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit("--device cuda: torch sees no CUDA device (a CUDA build of torch and a GPU are needed)")
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise SystemExit("--device cuda: this ONNX Runtime has no CUDA provider (pip install "
+                             "'hf-elmo[onnx-gpu]', which installs onnxruntime-gpu instead of onnxruntime)")
+        provider, hardware = "CUDAExecutionProvider", torch.cuda.get_device_name(device)
+    else:
+        provider, hardware = "CPUExecutionProvider", cpu_name()
     workload = elmo_workload if args.model == "elmo" else awd_lstm_workload
     title, model, cache_name, tokenizer, plan, encode, accuracy = workload(args)
     if args.model == "awd-lstm":
         title += ", length-sorted batches" if args.sorted_batches else ", batches in random order"
     print(f"# {title}, batch {args.batch_size}, {args.batches} batches, best of {args.rounds} rounds, "
-          f"torch {torch.__version__}, onnxruntime {ort.__version__}, {threads} threads, {cpu_name()}")
+          f"torch {torch.__version__}, onnxruntime {ort.__version__}, {threads} CPU threads, {hardware}")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    variants = {
-        "float32": exported(model, args.cache / f"{cache_name}-float32", tokenizer=tokenizer),
-        "int8": exported(model, args.cache / f"{cache_name}-int8", quantize="int8", tokenizer=tokenizer),
-    }
+    reduced = {"int8": {"quantize": "int8"}} if device.type == "cpu" else {"float16": {"fp16": True}}
+    exports = args.cache / f"{cache_name}-{source_digest()}"
+    variants = {"float32": exported(model, exports / "float32", tokenizer=tokenizer)}
+    for dtype, kwargs in reduced.items():
+        variants[dtype] = exported(model, exports / dtype, tokenizer=tokenizer, **kwargs)
+    # PyTorch at each precision it runs here: float32, and float16 on the GPU
+    torch_models = {"float32": model.to(device)}
+    if device.type == "cuda":
+        torch_models["float16"] = copy.deepcopy(model).to(device, torch.float16)
 
-    def torch_run(enc):
-        with torch.inference_mode():
-            model(**enc)
+    def torch_runner(torch_model):
+        def run(enc):
+            with torch.inference_mode():
+                torch_model(**enc.to(device))
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+        return run
 
-    runners = {"PyTorch eager float32": (torch_run, "pt")}
+    runners = {f"PyTorch eager {dtype}": (torch_runner(m), "pt") for dtype, m in torch_models.items()}
     onnx_models = {}
     for dtype, folder in variants.items():
-        onnx_models[dtype] = OnnxModel.from_pretrained(folder, provider="CPUExecutionProvider",
-                                                       session_options=options)
-        runners[f"ONNX Runtime CPU {dtype}"] = (onnx_models[dtype], "np")
+        onnx_models[dtype] = OnnxModel.from_pretrained(folder, provider=provider, session_options=options)
+        runners[f"ONNX Runtime {dtype}"] = (onnx_models[dtype], "np")
     # rounds interleave the runners, and the best round of each is kept: on a shared machine, other work slows some
     # rounds down, which would otherwise favour whichever runner ran while the machine was quiet
     best = {name: (0.0, 0.0) for name in runners}
@@ -193,12 +233,16 @@ def main() -> None:
             best[name] = (max(best[name][0], wall), max(best[name][1], cpu_time))
     print(f"# load average before timing: {load_average:.1f} (other processes slow the wall-clock figures down; "
           "tokens per CPU-second, all threads counted, are less sensitive to them)")
-    torch_tps, torch_cpu = best["PyTorch eager float32"]
-    print(f"{'PyTorch eager':18s} float32 {torch_tps:8.0f} tokens/s {torch_cpu:8.0f} tokens/CPU-s")
+    for dtype in torch_models:
+        tps, cpu_tps = best[f"PyTorch eager {dtype}"]
+        print(f"{'PyTorch eager ' + device.type:22s} {dtype:7s} {tps:8.0f} tokens/s {cpu_tps:8.0f} tokens/CPU-s")
+    runtime = "ONNX Runtime " + ("CPU" if device.type == "cpu" else "CUDA")
     for dtype, onnx_model in onnx_models.items():
-        tps, cpu_tps = best[f"ONNX Runtime CPU {dtype}"]
-        print(f"{'ONNX Runtime CPU':18s} {dtype:7s} {tps:8.0f} tokens/s {cpu_tps:8.0f} tokens/CPU-s "
-              f"({tps / torch_tps:.2f}x / {cpu_tps / torch_cpu:.2f}x PyTorch); vs PyTorch float32: "
+        tps, cpu_tps = best[f"ONNX Runtime {dtype}"]
+        versus = dtype if dtype in torch_models else "float32"
+        torch_tps, torch_cpu = best[f"PyTorch eager {versus}"]
+        print(f"{runtime:22s} {dtype:7s} {tps:8.0f} tokens/s {cpu_tps:8.0f} tokens/CPU-s "
+              f"({tps / torch_tps:.2f}x / {cpu_tps / torch_cpu:.2f}x PyTorch {versus}); vs PyTorch float32: "
               f"{accuracy(onnx_model)}")
 
 
