@@ -229,7 +229,7 @@ class AWDLSTMClassifierGraph(nn.Module):
     In eval mode, how a document is cut does not change a forward LSTM's outputs (the states carry over; which
     positions are pooled follows from ``bptt`` and ``max_len``, per position), so the blocks are shorter than
     fastai's ``bptt`` chunks: ONNX Runtime's LSTM op runs every row it is given to the block's longest, and a
-    document's last block is then short work (2.5% of the tokens' work wasted at 24 tokens, 7.6% at 72, in
+    document's last block is then short work (2.3-2.6% of the tokens' work wasted at 24 tokens, 7-8% at 72, in
     bench_onnx.py's batches). A bidirectional encoder's backward direction reads each ``bptt`` chunk from its end (as
     fastai's does), so its blocks are the ``bptt`` chunks."""
 

@@ -81,18 +81,18 @@ def _lstm_cell_to_onnx(h, c, gates, offset, running, w_hh, w_proj, cell_clip: fl
 
     from .running_rows import first_rows, rows_then_rest, rows_then_zeros
 
+    def clip(x, bound: float):  # to ±bound; a bound of 0 is none
+        if not bound:
+            return x
+        low, high = op.Constant(value_float=-bound), op.Constant(value_float=bound)
+        return op.Clip(x, op.CastLike(low, x), op.CastLike(high, x))
+
     zero, one = op.Constant(value_ints=[0]), op.Constant(value_ints=[1])
     n, start = op.Reshape(running, one), op.Reshape(offset, one)
     g = op.Add(op.Slice(gates, start, op.Add(start, n), zero), op.MatMul(first_rows(h, n, 0), w_hh))
     i, j, f, o = op.Split(g, axis=-1, num_outputs=4)
-    c_new = op.Add(op.Mul(op.Sigmoid(f), first_rows(c, n, 0)), op.Mul(op.Sigmoid(i), op.Tanh(j)))
-    if cell_clip:
-        c_new = op.Clip(c_new, op.CastLike(op.Constant(value_float=-cell_clip), c_new),
-                        op.CastLike(op.Constant(value_float=cell_clip), c_new))
-    h_new = op.MatMul(op.Mul(op.Sigmoid(o), op.Tanh(c_new)), w_proj)
-    if proj_clip:
-        h_new = op.Clip(h_new, op.CastLike(op.Constant(value_float=-proj_clip), h_new),
-                        op.CastLike(op.Constant(value_float=proj_clip), h_new))
+    c_new = clip(op.Add(op.Mul(op.Sigmoid(f), first_rows(c, n, 0)), op.Mul(op.Sigmoid(i), op.Tanh(j))), cell_clip)
+    h_new = clip(op.MatMul(op.Mul(op.Sigmoid(o), op.Tanh(c_new)), w_proj), proj_clip)
     y = rows_then_zeros(h_new, op.Shape(h, start=0, end=1), n, 0)
     return rows_then_rest(h_new, h, n, 0), rows_then_rest(c_new, c, n, 0), y
 
