@@ -30,6 +30,7 @@ SKIP_REASON = "../shared/fixtures/elmo/bilm-tf not found: the reference fixtures
 CONVERTED_ELMO_FILES = frozenset({
     "README.md",
     "config.json",
+    "bilstm_elmo.py",
     "configuration_elmo.py",
     "elmo_options.json",
     "model.safetensors",

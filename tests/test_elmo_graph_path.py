@@ -1,9 +1,11 @@
 """The traceable path of ElmoModel (a scan over the time axis; what export and compilation see) computes what the
 eager packed path computes: on the TensorFlow fixture, statefully, and on random models with any padding, in both its
-forms: inference (packed words, hf_elmo::elmo_lstm_cell on the running rows; what an ONNX export holds) and
+forms: inference (packed words, bilstm_elmo.lstm_cell_op on the running rows; what an ONNX export holds) and
 differentiable (masked steps over the padded time axis; when gradients are on)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -99,3 +101,44 @@ def test_graph_path_passes_gradients_with_a_frozen_bilm(trainable):
         grads.append(h0.grad if trainable == "state" else model.char_encoder.projection.weight.grad)
     assert grads[1] is not None and grads[1].abs().sum() > 0
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-6)
+
+
+def _import_copy(path, name: str):
+    """Import a copy of bilstm_elmo.py under another module name, as transformers imports a Hub folder's remote code
+    beside the installed package."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # as importlib's own import does (dataclasses look their module up)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_custom_op_is_named_per_code_version(tmp_path):
+    """The traceable path's op is process-global: an identical copy of bilstm_elmo.py (remote code of the same
+    version) reuses the installed one's op; a changed copy registers its own instead of silently running the first."""
+    from hf_elmo.models.elmo import bilstm_elmo
+
+    source = Path(bilstm_elmo.__file__).read_text(encoding="utf-8")
+    same = tmp_path / "same" / "bilstm_elmo.py"
+    same.parent.mkdir()
+    same.write_text(source, encoding="utf-8")
+    copy = _import_copy(same, "remote_same_bilstm_elmo")
+    assert copy.LSTM_CELL_OP_NAME == bilstm_elmo.LSTM_CELL_OP_NAME
+    assert copy.lstm_cell_op is bilstm_elmo.lstm_cell_op
+
+    changed = tmp_path / "changed" / "bilstm_elmo.py"
+    changed.parent.mkdir()
+    # any edit of the file (here one comment line) gives a new name
+    changed.write_text(source + "\n# a later version\n", encoding="utf-8")
+    other = _import_copy(changed, "remote_changed_bilstm_elmo")
+    assert other.LSTM_CELL_OP_NAME != bilstm_elmo.LSTM_CELL_OP_NAME
+    assert other.lstm_cell_op is not bilstm_elmo.lstm_cell_op
+    # each name runs its own file's body
+    h, c = torch.zeros(2, 3), torch.zeros(2, 4)
+    gates, w_hh, w_proj = torch.randn(2, 16), torch.randn(3, 16), torch.randn(4, 3)
+    args = (h, c, gates, torch.tensor(0), torch.tensor(2), w_hh, w_proj, 0.0, 0.0)
+    for module in (bilstm_elmo, other):
+        torch.testing.assert_close(module.lstm_cell_op(*args)[2], module._running_cell(*args)[2])

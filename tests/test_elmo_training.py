@@ -126,7 +126,9 @@ def test_sequence_classification_learns_with_trainer(tmp_path):
     torch.manual_seed(0)
     model = ElmoForSequenceClassification(tiny_config(num_labels=2))
     train_set, test_set = _sentiment_data(tok, 96, 0), _sentiment_data(tok, 64, 1)
-    train(model, train_set, DataCollatorWithPadding(tok), tmp_path, epochs=12, lr=5e-3, batch_size=8)
+    # 16 epochs: at 12, seed 0 sat on the threshold (0.91 before the cell was restated once, 0.875 after, from
+    # summation-order differences of ~1e-8 amplified by training); seeds 1-5 reach 1.0 at 12, seed 0 at 16.
+    train(model, train_set, DataCollatorWithPadding(tok), tmp_path, epochs=16, lr=5e-3, batch_size=8)
     model.eval()
     batch = tok.pad(test_set, return_tensors="pt")
     with torch.no_grad():

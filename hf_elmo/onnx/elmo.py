@@ -73,26 +73,60 @@ class ElmoDummyInputGenerator(PaddedDummyInputGenerator):
         return ids
 
 
-def _lstm_cell_to_onnx(h, c, gates, offset, running, w_hh, w_proj, cell_clip: float, proj_clip: float):
-    """The ONNX translation of ``hf_elmo::elmo_lstm_cell`` (an onnxscript trace-only function; the op's PyTorch
-    implementation in modeling_elmo.py says what it computes): the products and the cell on the first ``running``
-    rows only (``Slice``), the other rows' states passed through (``Concat``) and their outputs zero (``Pad``)."""
-    from onnxscript import opset18 as op
+class OnnxCellOps:
+    """The tensor operations ``lstm_cell`` (hf_elmo.models.elmo.bilstm_elmo) is written in, as ONNX ops: the
+    exported step executes the model's own statement of the cell with these."""
 
-    from .running_rows import first_rows, rows_then_rest, rows_then_zeros
+    @staticmethod
+    def _op() -> Any:
+        from onnxscript import opset18
 
-    def clip(x, bound: float):  # to ±bound; a bound of 0 is none
+        return opset18
+
+    @classmethod
+    def sigmoid(cls, x: Any) -> Any:
+        return cls._op().Sigmoid(x)
+
+    @classmethod
+    def tanh(cls, x: Any) -> Any:
+        return cls._op().Tanh(x)
+
+    @classmethod
+    def add(cls, x: Any, y: Any) -> Any:
+        return cls._op().Add(x, y)
+
+    @classmethod
+    def mul(cls, x: Any, y: Any) -> Any:
+        return cls._op().Mul(x, y)
+
+    @classmethod
+    def split_gates(cls, gates: Any) -> Any:
+        return cls._op().Split(gates, axis=-1, num_outputs=4)
+
+    @classmethod
+    def clip(cls, x: Any, bound: float) -> Any:  # to ±bound; a bound of 0 is none
         if not bound:
             return x
+        op = cls._op()
         low, high = op.Constant(value_float=-bound), op.Constant(value_float=bound)
         return op.Clip(x, op.CastLike(low, x), op.CastLike(high, x))
+
+
+def lstm_cell_to_onnx(h, c, gates, offset, running, w_hh, w_proj, cell_clip: float, proj_clip: float):
+    """The ONNX translation of ``lstm_cell_op`` (an onnxscript trace-only function; the op's body, ``_running_cell``
+    in bilstm_elmo.py, says what it computes): the recurrent product on the first ``running`` rows only (``Slice``),
+    then the model's ``lstm_cell`` run with ONNX operations, the other rows' states passed through (``Concat``) and
+    their outputs zero (``Pad``)."""
+    from onnxscript import opset18 as op
+
+    from ..models.elmo.bilstm_elmo import lstm_cell
+    from .running_rows import first_rows, rows_then_rest, rows_then_zeros
 
     zero, one = op.Constant(value_ints=[0]), op.Constant(value_ints=[1])
     n, start = op.Reshape(running, one), op.Reshape(offset, one)
     g = op.Add(op.Slice(gates, start, op.Add(start, n), zero), op.MatMul(first_rows(h, n, 0), w_hh))
-    i, j, f, o = op.Split(g, axis=-1, num_outputs=4)
-    c_new = clip(op.Add(op.Mul(op.Sigmoid(f), first_rows(c, n, 0)), op.Mul(op.Sigmoid(i), op.Tanh(j))), cell_clip)
-    h_new = clip(op.MatMul(op.Mul(op.Sigmoid(o), op.Tanh(c_new)), w_proj), proj_clip)
+    c_new, h_new = lstm_cell(g, first_rows(c, n, 0), lambda m: op.MatMul(m, w_proj), cell_clip, proj_clip,
+                             ops=OnnxCellOps)
     y = rows_then_zeros(h_new, op.Shape(h, start=0, end=1), n, 0)
     return rows_then_rest(h_new, h, n, 0), rows_then_rest(c_new, c, n, 0), y
 
@@ -101,7 +135,7 @@ def _lstm_cell_to_onnx(h, c, gates, offset, running, w_hh, w_proj, cell_clip: fl
 class ElmoOnnxConfig(HfElmoOnnxConfig):
     """ONNX export of ELMo: the biLM and its heads, traced through the model's scan-based graph path (each biLSTM
     layer becomes one ONNX ``Scan`` over the words, both directions in the same loop, each step working on the
-    sentences still running only: ``hf_elmo::elmo_lstm_cell``)."""
+    sentences still running only: ``bilstm_elmo.lstm_cell_op``)."""
 
     MODEL_TYPE = "elmo"
     NORMALIZED_CONFIG_CLASS = ElmoNormalizedConfig
@@ -135,9 +169,9 @@ class ElmoOnnxConfig(HfElmoOnnxConfig):
         return {"logits": dict(words)}  # token-classification, bidirectional-lm
 
     def custom_translation_table(self) -> dict[Any, Any]:
-        from ..models.elmo.modeling_elmo import _ELMO_LSTM_CELL
+        from ..models.elmo.bilstm_elmo import lstm_cell_op
 
-        return {_ELMO_LSTM_CELL.default: _lstm_cell_to_onnx}
+        return {lstm_cell_op.default: lstm_cell_to_onnx}
 
     def model_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"return_dict": True}

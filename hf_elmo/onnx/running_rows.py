@@ -1,5 +1,5 @@
 """onnxscript pieces shared by the ONNX translations of the custom ops that work on a batch's first rows only, the
-rows still running (``hf_elmo_onnx::lstm`` for AWD-LSTM, ``hf_elmo::elmo_lstm_cell`` for ELMo): take those rows, and
+rows still running (``hf_elmo_onnx::lstm`` for AWD-LSTM, ``bilstm_elmo.lstm_cell_op`` for ELMo): take those rows, and
 give the results back the whole batch's rows (the other rows' states unchanged, their outputs zero). ``n`` is the
 number of running rows, a (1,) int64 value; ``axis`` the batch axis. Imported by those translations only (at
 export), as onnxscript is."""

@@ -2,28 +2,27 @@
 with projections and clipping → learned scalar mix.
 
 The computation is the original TensorFlow one (bilm-tf), so that converted checkpoints reproduce it to float32
-precision. The implementation is organised for speed on CPU:
+precision. This file holds the modules (their weights, inputs and outputs); the biLSTM's recurrence, its cell, the
+packed layout of the words and the executors that run it, is stated once in the sibling bilstm_elmo.py, and
+``ElmoBiLm.forward`` is its only entry. The implementation is organised for speed on CPU:
 
 * the character CNN, highway and projection run once per *distinct* word of the batch, and so does the first
   layer's input-to-hidden product (the token representation does not depend on context);
-* sequences are laid out "packed" (time-major, longest first, only real words), so no work is spent on padding:
-  at step ``t`` only the rows still running take part, and their states are updated in place;
+* the recurrence runs on the packed layout (rows by falling length, each row's words first, time-major), so no work
+  is spent on padding: at step ``t`` only the rows still running take part;
 * all input-to-hidden products of a layer are one matrix product per direction; only the recurrent product, the
-  cell and the projection run per step;
-* the forward and backward directions advance in the same step (the backward direction reads each sentence reversed
-  within its own length); on CPU in inference the recurrent weights are pre-packed once for oneDNN (its GEMM with a
-  reordered weight runs 2-3x faster than an ordinary one at the small batch of a recurrence), elsewhere both
-  directions go through one batched product;
-* the traceable path (ONNX export, compilation, ``graph_mode``) lays the words out the same way, each layer one
-  ``scan`` whose step (``hf_elmo::elmo_lstm_cell``) works on the running rows only; with gradients on, it runs
-  masked steps over the padded time axis instead.
+  cell and the projection run per step, both directions in the same step;
+* on CPU in inference the weights are pre-packed once for oneDNN (``PackedLinearCache``: its GEMM with a reordered
+  weight runs 2-3x faster than an ordinary one at the small batch of a recurrence);
+* the traceable path (ONNX export, compilation, ``graph_mode``) runs the same layout and cell, each layer one
+  ``scan``.
 """
 
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -32,159 +31,18 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
+from .bilstm_elmo import (
+    Clips,
+    ElmoState,
+    PackedLayout,
+    PackedLinearCache,
+    run_batched,
+    run_inplace,
+    run_scan_masked,
+    run_scan_running,
+    tracing,
+)
 from .configuration_elmo import ElmoConfig
-
-ElmoState = tuple[torch.Tensor, torch.Tensor]
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Fast inference matmul
-# --------------------------------------------------------------------------------------------------------------------
-def _mkldnn_usable() -> bool:
-    return bool(
-        torch.backends.mkldnn.is_available()
-        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
-    )
-
-
-_MKLDNN = _mkldnn_usable()
-
-
-def _plain_graph() -> bool:
-    """True while tracing, compiling or exporting: only ordinary differentiable ops may be used then."""
-    return bool(
-        torch.jit.is_tracing()
-        or torch.jit.is_scripting()
-        or (hasattr(torch, "compiler") and torch.compiler.is_compiling())
-        or (hasattr(torch, "onnx") and torch.onnx.is_in_onnx_export())
-    )
-
-
-class PackedLinearCache:
-    """Keeps oneDNN-reordered copies of weights for inference on CPU.
-
-    A reordered ("pre-packed") weight lets oneDNN skip re-packing the matrix at every call, which dominates at the
-    small row counts of a recurrence. The cache is only used in eval mode and is emptied at every switch between
-    train and eval mode and on ``.to()``: a fused optimizer step (the Trainer's default) updates parameters without
-    bumping their version counters, so the counters alone cannot be trusted across training. Within eval mode an
-    entry is also rebuilt when the weight's version counter, storage or dtype changes (``load_state_dict``,
-    in-place edits).
-    """
-
-    def __init__(self) -> None:
-        self.enabled = True  # False in train mode (set by ElmoModel.train)
-        # keyed by the weight's storage address, shape and dtype (a view such as ``param[d]`` gets a new Python
-        # object at every indexing, its address does not); the weak reference and the version counter (shared by a
-        # parameter and its views) tell whether the entry still describes the same, unchanged tensor.
-        self._entries: dict[tuple, tuple[weakref.ref, int, torch.Tensor]] = {}
-
-        self._derived: dict[str, tuple[tuple, Any]] = {}
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self._derived.clear()
-
-    def derived(self, name: str, sources: list[torch.Tensor], build: Any) -> Any:
-        """A value computed from ``sources`` by ``build()`` (e.g. a fused weight), kept until a source changes or the
-        cache is cleared."""
-        key = tuple((t.data_ptr(), -1 if t.is_inference() else t._version, t.dtype) for t in sources)
-        entry = self._derived.get(name)
-        if entry is None or entry[0] != key:
-            with torch.no_grad():
-                entry = (key, build())
-            self._derived[name] = entry
-        return entry[1]
-
-    def usable(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
-        return (
-            self.enabled
-            and _MKLDNN
-            and x.device.type == "cpu"
-            and weight.device.type == "cpu"
-            and x.dtype == weight.dtype
-            and x.dtype in (torch.float32, torch.bfloat16)
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-            and not _plain_graph()
-        )
-
-    def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """``x @ weight.T + bias`` (``weight`` is ``(out, in)`` as in ``nn.Linear``)."""
-        if not self.usable(x, weight):
-            return F.linear(x, weight, bias)
-        owner = weight._base if weight._base is not None else weight
-        key = (weight.data_ptr(), tuple(weight.shape), tuple(weight.stride()), weight.dtype)
-        version = -1 if weight.is_inference() else weight._version  # inference tensors keep no version counter
-        entry = self._entries.get(key)
-        if entry is None or entry[0]() is not owner or entry[1] != version:
-            with torch.no_grad():
-                packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), 32)
-            entry = (weakref.ref(owner), version, packed)
-            self._entries[key] = entry
-        lead = x.shape[:-1]
-        out = torch.ops.mkldnn._linear_pointwise(
-            x.reshape(-1, x.shape[-1]).contiguous(), entry[2], None if bias is None else bias.detach(), "none", [], ""
-        )
-        return out.reshape(*lead, out.shape[-1])
-
-
-def _scan(step: Any, init: Any, xs: Any) -> tuple[Any, torch.Tensor]:
-    """torch's ``scan`` higher-order op (exported to ONNX as a ``Scan`` loop): ``step(carry, x_t) -> (carry, y_t)``
-    over the leading axis of ``xs``; returns the final carry and the stacked ``y``."""
-    from torch._higher_order_ops.scan import scan
-
-    return scan(step, init, xs)
-
-
-def _tf_lstm_cell(gates: torch.Tensor, c_prev: torch.Tensor, cell_clip: float | None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """TensorFlow's LSTMCell: gates [i, j, f, o] (forget bias already in the gates) → (c clipped to ±``cell_clip``
-    when set, σ(o)·tanh(c))."""
-    i, j, f, o = gates.chunk(4, dim=-1)
-    c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(j)
-    if cell_clip:
-        c = c.clamp(-cell_clip, cell_clip)
-    return c, torch.sigmoid(o) * torch.tanh(c)
-
-
-def _define_lstm_cell_op() -> Any:
-    """``torch.ops.hf_elmo.elmo_lstm_cell``: one step of one direction of an ELMo LSTM layer, on the rows still
-    running, for the traceable inference path.
-
-    An exported loop body has fixed shapes in torch, so "the first ``running`` rows" cannot be expressed with torch's
-    own ops there (a data-dependent size inside ``scan`` is refused); as one opaque op it can, and its ONNX
-    translation (hf_elmo.onnx.elmo) slices those rows, so ONNX Runtime spends no work on finished or padded rows,
-    as the eager path does. Defined once per process: this file may be imported twice (installed package and Hub
-    remote code), and both copies share the op."""
-    try:
-        return torch.ops.hf_elmo.elmo_lstm_cell
-    except (AttributeError, RuntimeError):
-        pass
-
-    @torch.library.custom_op("hf_elmo::elmo_lstm_cell", mutates_args=())
-    def elmo_lstm_cell(h: torch.Tensor, c: torch.Tensor, gates: torch.Tensor, offset: torch.Tensor,
-                       running: torch.Tensor, w_hh: torch.Tensor, w_proj: torch.Tensor, cell_clip: float,
-                       proj_clip: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``h`` (B, P), ``c`` (B, H): the states, rows sorted by falling length; ``gates`` (N, 4H): the packed input
-        products of the whole sequence, this step's ``running`` rows at ``offset``; ``w_hh`` (P, 4H), ``w_proj``
-        (H, P); a clip of 0 is none. Returns the new states (rows from ``running`` on unchanged) and this step's
-        output (B, P), zeros from row ``running`` on."""
-        n, start = int(running), int(offset)
-        c_new, m = _tf_lstm_cell(gates[start : start + n] + h[:n] @ w_hh, c[:n], cell_clip)
-        h_new = m.to(h.dtype) @ w_proj
-        if proj_clip:
-            h_new = h_new.clamp(-proj_clip, proj_clip)
-        return (torch.cat([h_new, h[n:]]), torch.cat([c_new.to(c.dtype), c[n:]]),
-                torch.cat([h_new, h.new_zeros(h.shape[0] - n, h.shape[1])]))
-
-    @elmo_lstm_cell.register_fake
-    def _(h, c, gates, offset, running, w_hh, w_proj, cell_clip, proj_clip):
-        return torch.empty_like(h), torch.empty_like(c), torch.empty_like(h)
-
-    return torch.ops.hf_elmo.elmo_lstm_cell
-
-
-_ELMO_LSTM_CELL = _define_lstm_cell_op()
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -249,7 +107,7 @@ class ElmoCharacterEncoder(nn.Module):
                 parts.append(y[:, : n_chars - width + 1, offset : offset + n].amax(dim=1))
                 offset += n
             outputs.append(torch.cat(parts, dim=-1))
-        return torch.cat(outputs)
+        return torch.cat(outputs) if outputs else x.new_zeros(0, weight.shape[0])
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         """``char_ids`` (words, max_characters_per_token) → token representations (words, projection_dim)."""
@@ -301,195 +159,68 @@ class ElmoLstmLayer(nn.Module):
         return self.bias + offset
 
 
-@dataclass
-class _PackedLayout:
-    """Where each packed (time-major, longest-first) position of each direction comes from.
-
-    ``fwd_src``/``bwd_src`` index the real words of the batch in row-major order (0..n_real-1); ``batch_sizes[t]`` rows
-    take part in step ``t``; ``order`` sorts the batch rows by falling length.
-    """
-
-    order: torch.Tensor
-    batch_sizes: list[int]
-    fwd_src: torch.Tensor
-    bwd_src: torch.Tensor
-    real_flat: torch.Tensor
-
-
-def _packed_layout(mask: torch.Tensor) -> _PackedLayout:
-    batch, width = mask.shape
-    lengths = mask.sum(dim=1)
-    order = torch.argsort(lengths, descending=True, stable=True)
-    sorted_len = lengths[order]
-    max_len = int(sorted_len[0]) if batch else 0
-    real_flat = mask.reshape(-1).nonzero().squeeze(1)  # row-major positions of real words
-    # rank[b, j]: index (into real_flat) of the j-th real word of row b
-    starts = torch.cumsum(lengths, 0) - lengths
-    steps = torch.arange(max_len, device=mask.device)
-    valid = steps[:, None] < sorted_len[None, :]  # (time, sorted row)
-    t_idx, r_idx = valid.nonzero(as_tuple=True)  # row-major = packed order
-    rows = order[r_idx]
-    fwd_src = starts[rows] + t_idx
-    bwd_src = starts[rows] + (lengths[rows] - 1 - t_idx)
-    batch_sizes = valid.sum(dim=1).tolist()
-    return _PackedLayout(order, batch_sizes, fwd_src, bwd_src, real_flat)
-
-
 class ElmoBiLm(nn.Module):
-    """The stacked biLSTM over packed sequences; returns every layer's packed outputs and the final states."""
+    """The stacked biLSTM language model: token representations → every layer's outputs and the final states.
+
+    The recurrence itself (cell, packed layout, executors) is stated in bilstm_elmo.py; this module holds the
+    weights and is the only entry to it: ``forward`` lays the words out once and chooses, per layer and in one place
+    (``_executor``), the executor that runs the cell.
+    """
 
     def __init__(self, config: ElmoConfig, cache: PackedLinearCache) -> None:
         super().__init__()
         self.config = config
         self._cache = cache
         self.layers = nn.ModuleList(ElmoLstmLayer(config) for _ in range(config.n_layers))
+        self.clips = Clips(float(config.cell_clip or 0.0), float(config.proj_clip or 0.0))
 
-    def _input_gates(self, layer: ElmoLstmLayer, x: list[torch.Tensor]) -> list[torch.Tensor]:
-        """All timesteps' input-to-hidden products, one matrix product per direction: 2 × (N, P) → 2 × (N, 4H)."""
-        bias = layer.effective_bias()
-        return [self._cache.linear(x[d], layer.weight_ih[d], bias[d]) for d in range(2)]
+    def _executor(self, layer: ElmoLstmLayer, gates: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
+                  traceable: bool) -> Any:
+        """The one place where a path is chosen: traced (export, compilation, ``graph_mode``) or eager, and whether a
+        gradient must pass through the steps (the traced running-rows op has no backward; the in-place executor
+        writes its states)."""
+        needs_grad = torch.is_grad_enabled() and (
+            gates.requires_grad or h0.requires_grad or c0.requires_grad
+            or any(w.requires_grad for w in (layer.weight_hh, layer.weight_proj)))
+        if traceable or tracing():
+            return run_scan_masked if needs_grad else run_scan_running
+        if not needs_grad and self._cache.usable(h0.to(gates.dtype), layer.weight_hh):
+            return partial(run_inplace, self._cache)
+        return run_batched
 
-    def run_layer(
-        self,
-        layer: ElmoLstmLayer,
-        gates_x: list[torch.Tensor],
-        batch_sizes: list[int],
-        h0: torch.Tensor,
-        c0: torch.Tensor,
-    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-        """The recurrence of one layer over packed input gates (2 × (N, 4H)), starting from (2, B, P)/(2, B, H)
-        states in sorted row order. Returns the packed outputs (2 × (N, P)) and the final states (rows that ended
-        early keep the state after their last word)."""
-        if self._cache.usable(h0.to(gates_x[0].dtype), layer.weight_hh) and not gates_x[0].requires_grad:
-            return self._run_layer_inference(layer, gates_x, batch_sizes, h0, c0)
-        return self._run_layer_batched(layer, gates_x, batch_sizes, h0, c0)
+    def forward(self, tokens: torch.Tensor, word_of: torch.Tensor, mask: torch.Tensor, h0: torch.Tensor,
+                c0: torch.Tensor, traceable: bool = False) -> tuple[tuple[torch.Tensor, ...], ElmoState]:
+        """
+        Args:
+            tokens: (U, P) the token representations of the batch's distinct words.
+            word_of: (B · W,) long: which distinct word each (row, position) holds, row-major.
+            mask: (B, W) bool: the real words.
+            h0, c0: (n_layers, 2, B, P) and (n_layers, 2, B, H): the states to start from, in batch order.
+            traceable: take the traced executors even outside tracing (``ElmoModel.graph_mode``).
 
-    def _cell_update(self, gates: torch.Tensor, c_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """TensorFlow's LSTMCell with this model's cell clip (``_tf_lstm_cell``)."""
-        return _tf_lstm_cell(gates, c_prev, self.config.cell_clip)
-
-    def _run_layer_batched(self, layer, gates_x, batch_sizes, h0, c0):
-        """Differentiable (and device-agnostic) path: both directions in one batched product per step, states
-        updated out of place so that autograd can go back through every step."""
-        cfg = self.config
-        gx = torch.stack(gates_x)
-        cell_dtype = torch.float32 if gx.dtype in (torch.float16, torch.bfloat16) else gx.dtype
-        w_hh, w_proj = layer.weight_hh.transpose(1, 2), layer.weight_proj.transpose(1, 2)
-        h, c = h0.to(gx.dtype), c0.to(cell_dtype)
-        outputs, offset = [], 0
-        for n in batch_sizes:
-            gates = gx[:, offset : offset + n].to(cell_dtype) + torch.bmm(h[:, :n], w_hh).to(cell_dtype)
-            offset += n
-            c_new, m = self._cell_update(gates, c[:, :n])
-            h_new = torch.bmm(m.to(gx.dtype), w_proj)
-            if cfg.proj_clip:
-                h_new = h_new.clamp(-cfg.proj_clip, cfg.proj_clip)
-            c = torch.cat([c_new, c[:, n:]], dim=1)
-            h = torch.cat([h_new, h[:, n:]], dim=1)
-            outputs.append(h_new)
-        out = torch.cat(outputs, dim=1) if outputs else gx.new_zeros(2, 0, cfg.projection_dim)
-        return [out[0], out[1]], h, c
-
-    @torch.no_grad()
-    def _run_layer_inference(self, layer, gates_x, batch_sizes, h0, c0):
-        """CPU inference path: per direction, pre-packed oneDNN products and in-place state updates on the rows
-        still running (a prefix, as rows are sorted by falling length)."""
-        cfg = self.config
-        hid = cfg.lstm_dim
-        dtype = gates_x[0].dtype
-        cell_dtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-        h = h0.to(dtype).clone()
-        c = c0.to(cell_dtype).clone()
-        outputs: list[list[torch.Tensor]] = [[], []]
-        offset = 0
-        for n in batch_sizes:
-            for d in range(2):
-                g = self._cache.linear(h[d, :n], layer.weight_hh[d]).to(cell_dtype)
-                g += gates_x[d][offset : offset + n]
-                i, j, f, o = g[:, :hid], g[:, hid : 2 * hid], g[:, 2 * hid : 3 * hid], g[:, 3 * hid :]
-                torch.sigmoid(i, out=i)
-                torch.tanh(j, out=j)
-                torch.sigmoid(f, out=f)
-                torch.sigmoid(o, out=o)
-                cd = c[d, :n]
-                cd.mul_(f).addcmul_(i, j)
-                if cfg.cell_clip:
-                    cd.clamp_(-cfg.cell_clip, cfg.cell_clip)
-                m = torch.tanh(cd).mul_(o).to(dtype)
-                h_new = self._cache.linear(m, layer.weight_proj[d])
-                if cfg.proj_clip:
-                    h_new.clamp_(-cfg.proj_clip, cfg.proj_clip)
-                h[d, :n] = h_new
-                outputs[d].append(h_new)
-            offset += n
-        outs = [torch.cat(o, dim=0) if o else gates_x[0].new_zeros(0, cfg.projection_dim) for o in outputs]
-        return outs, h, c
-
-    def masked_step(self, layer: ElmoLstmLayer) -> Any:
-        """The step function of the traceable recurrence: carry ``(h (2, B, P), c (2, B, H))``, input ``(gates
-        (2, B, 4H), mask (2, B))``; rows whose mask is off keep their state and output zeros."""
-        cfg = self.config
-        w_hh, w_proj = layer.weight_hh.transpose(1, 2), layer.weight_proj.transpose(1, 2)
-
-        def step(carry: tuple[torch.Tensor, torch.Tensor], inputs: tuple[torch.Tensor, torch.Tensor]):
-            h, c = carry
-            gates, keep = inputs
-            gates = gates + torch.bmm(h, w_hh)
-            c_new, m = self._cell_update(gates, c)
-            h_new = torch.bmm(m.to(h.dtype), w_proj)
-            if cfg.proj_clip:
-                h_new = h_new.clamp(-cfg.proj_clip, cfg.proj_clip)
-            keep = keep.unsqueeze(-1)
-            h_next = torch.where(keep, h_new, h)
-            c_next = torch.where(keep, c_new.to(c.dtype), c)
-            return (h_next, c_next), h_new * keep.to(h_new.dtype)
-
-        return step
-
-    def packed_step(self, layer: ElmoLstmLayer, gates: list[torch.Tensor]) -> Any:
-        """The step function of the traceable inference recurrence over packed input products ``gates`` (2 × (N,
-        4H), time-major, rows sorted by falling length): carry ``(h_f, c_f, h_b, c_b)`` ((B, P) and (B, H) per
-        direction), input ``(offset, running)`` of the step's rows in ``gates``; output ``(y_f, y_b)`` (B, P)."""
-        cfg = self.config
-        w_hh = [layer.weight_hh[d].t().contiguous() for d in range(2)]  # copies: captured tensors must not alias
-        w_proj = [layer.weight_proj[d].t().contiguous() for d in range(2)]
-        cell_clip, proj_clip = float(cfg.cell_clip or 0.0), float(cfg.proj_clip or 0.0)
-
-        def step(carry: tuple[torch.Tensor, ...], inputs: tuple[torch.Tensor, torch.Tensor]):
-            offset, running = inputs
-            out_carry, ys = [], []
-            for d in range(2):
-                h, c, y = _ELMO_LSTM_CELL(carry[2 * d], carry[2 * d + 1], gates[d], offset, running, w_hh[d],
-                                          w_proj[d], cell_clip, proj_clip)
-                out_carry += [h, c]
-                ys.append(y)
-            return tuple(out_carry), tuple(ys)
-
-        return step
-
-    def forward(
-        self,
-        token_gates_0: list[torch.Tensor],
-        token_inputs: list[torch.Tensor],
-        batch_sizes: list[int],
-        h0: torch.Tensor,
-        c0: torch.Tensor,
-    ) -> tuple[list[list[torch.Tensor]], torch.Tensor, torch.Tensor]:
-        """``token_gates_0``: the first layer's input gates, 2 × (N, 4H); ``token_inputs``: the first layer's input,
-        2 × (N, P) (for skip connections). ``h0``/``c0``: (n_layers, 2, B, ·) in sorted row order."""
-        outputs, h_final, c_final = [], [], []
-        x = token_inputs
+        Returns every layer's outputs, each (B, W, 2P) = [forward; backward] with zeros at padding, and the final
+        states in batch order (a row keeps the state after its last word).
+        """
+        layout = PackedLayout.from_mask(mask)
+        h0s, c0s = layout.sort_rows(h0), layout.sort_rows(c0)
+        words = [word_of[src] for src in layout.sources]  # the distinct word at each packed position
+        x = [tokens[w] for w in words]
+        layers, h_final, c_final = [], [], []
         for k, layer in enumerate(self.layers):
-            gates = token_gates_0 if k == 0 else self._input_gates(layer, x)
-            out, h, c = self.run_layer(layer, gates, batch_sizes, h0[k], c0[k])
+            bias = layer.effective_bias()
+            if k == 0:  # the first layer's input products once per distinct word
+                gates = [self._cache.linear(tokens, layer.weight_ih[d], bias[d])[words[d]] for d in range(2)]
+            else:
+                gates = [self._cache.linear(x[d], layer.weight_ih[d], bias[d]) for d in range(2)]
+            run = self._executor(layer, gates[0], h0s[k], c0s[k], traceable)
+            out, h, c = run(layer.weight_hh, layer.weight_proj, gates, layout, h0s[k], c0s[k], self.clips)
             if self.config.use_skip_connections and k > 0:
                 out = [out[d] + x[d] for d in range(2)]
-            outputs.append(out)
+            layers.append(layout.unpack(out))
             h_final.append(h)
             c_final.append(c)
             x = out
-        return outputs, torch.stack(h_final), torch.stack(c_final)
-
+        return tuple(layers), (layout.unsort_rows(torch.stack(h_final)), layout.unsort_rows(torch.stack(c_final)))
 
 class ElmoScalarMix(nn.Module):
     """γ · Σ_j softmax(s)_j · h_j, optionally layer-normalising each h_j over the real tokens first."""
@@ -614,7 +345,7 @@ def _check_char_ids(input_ids: Any, config: ElmoConfig) -> torch.Tensor:
             "input_ids must have shape (batch, words, max_characters_per_token="
             f"{config.max_characters_per_token}) as ElmoTokenizer returns it, got {tuple(input_ids.shape)}"
         )
-    if input_ids.numel() and not _plain_graph():  # a data-dependent check cannot be part of an exported graph
+    if input_ids.numel() and not tracing():  # a data-dependent check cannot be part of an exported graph
         lo, hi = int(input_ids.min()), int(input_ids.max())
         if lo < 0 or hi >= config.n_characters:
             raise ValueError(f"character ids must lie in [0, {config.n_characters}), got values in [{lo}, {hi}]")
@@ -738,10 +469,13 @@ class ElmoModel(ElmoPreTrainedModel):
         else:
             h0, c0 = self._check_state(state, batch)
             h0, c0 = h0.to(device), c0.to(device)
-        if self.graph_mode or _plain_graph():
-            layers_t, new_state = self._forward_graph(input_ids, mask, h0, c0)
-        else:
-            layers_t, new_state = self._forward_packed(input_ids, mask, h0, c0)
+        # the character encoder reads each distinct word once (padding is one all-zero "word")
+        n_chars = input_ids.shape[-1]
+        words, word_of = torch.unique(input_ids.reshape(batch * width, n_chars), dim=0, return_inverse=True)
+        tokens = self.char_encoder(words)
+        token_layer = tokens[word_of].view(batch, width, cfg.projection_dim) * mask.unsqueeze(-1).to(tokens.dtype)
+        bilm_layers, new_state = self.bilm(tokens, word_of.reshape(-1), mask, h0, c0, traceable=self.graph_mode)
+        layers_t = (torch.cat([token_layer, token_layer], dim=-1), *bilm_layers)
         mixes = tuple(mix(layers_t, mask) for mix in self.scalar_mixes)
         out = ElmoModelOutput(
             last_hidden_state=mixes[0],
@@ -750,160 +484,6 @@ class ElmoModel(ElmoPreTrainedModel):
             state=new_state if use_cache else None,
         )
         return out if return_dict else out.to_tuple()
-
-    def _forward_packed(self, input_ids: torch.Tensor, mask: torch.Tensor, h0: torch.Tensor,
-                        c0: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], ElmoState]:
-        """The eager path: packed sequences, no work on padding, the char CNN once per distinct word."""
-        cfg = self.config
-        batch, width, _ = input_ids.shape
-        device, dtype = h0.device, self.bilm.layers[0].weight_hh.dtype
-        layout = _packed_layout(mask)
-        n_real = layout.real_flat.numel()
-        hidden = 2 * cfg.projection_dim
-        h0s, c0s = h0[:, :, layout.order], c0[:, :, layout.order]
-
-        # Token representations, once per distinct word; the first layer's input gates likewise.
-        words = input_ids.reshape(-1, cfg.max_characters_per_token)[layout.real_flat]
-        if n_real:
-            unique_words, inverse = torch.unique(words, dim=0, return_inverse=True)
-            token_unique = self.char_encoder(unique_words)
-            gates_u = self.bilm._input_gates(self.bilm.layers[0], [token_unique, token_unique])
-            fwd_w, bwd_w = inverse[layout.fwd_src], inverse[layout.bwd_src]
-            token_inputs = [token_unique[fwd_w], token_unique[bwd_w]]
-            gates0 = [gates_u[0][fwd_w], gates_u[1][bwd_w]]
-            layer_outs, h_n, c_n = self.bilm(gates0, token_inputs, layout.batch_sizes, h0s, c0s)
-            token_real = token_unique[inverse]
-        else:
-            token_real = torch.zeros(0, cfg.projection_dim, device=device, dtype=dtype)
-            layer_outs, h_n, c_n = [], h0s, c0s
-
-        # Back from the packed layout to (batch, words, 2P).
-        def unpack(packed_fwd: torch.Tensor, packed_bwd: torch.Tensor) -> torch.Tensor:
-            real = packed_fwd.new_zeros(n_real, hidden)
-            real[layout.fwd_src, : cfg.projection_dim] = packed_fwd
-            real[layout.bwd_src, cfg.projection_dim :] = packed_bwd
-            full = packed_fwd.new_zeros(batch * width, hidden)
-            full[layout.real_flat] = real
-            return full.view(batch, width, hidden)
-
-        token_full = token_real.new_zeros(batch * width, cfg.projection_dim)
-        token_full[layout.real_flat] = token_real
-        token_full = token_full.view(batch, width, cfg.projection_dim)
-        layers = [torch.cat([token_full, token_full], dim=-1)]
-        if n_real:
-            layers += [unpack(out[0], out[1]) for out in layer_outs]
-        else:
-            layers += [token_real.new_zeros(batch, width, hidden) for _ in range(cfg.n_layers)]
-        inv = torch.empty_like(layout.order)
-        inv[layout.order] = torch.arange(batch, device=device)
-        return tuple(layers), (h_n[:, :, inv], c_n[:, :, inv])
-
-    def _forward_graph(self, input_ids: torch.Tensor, mask: torch.Tensor, h0: torch.Tensor,
-                       c0: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], ElmoState]:
-        """The traceable path (used while exporting or compiling, or with ``graph_mode = True``); differentiable
-        when gradients are on and the character encoder's or the biLM's weights or the given state require them
-        (``_forward_graph_masked``), else the inference form below, which is what an ONNX export holds.
-
-        Inference form: the eager path's packed layout, built with traceable ops. Rows are sorted by falling length
-        and each row's real words moved to its front, the backward direction reading them reversed, so that at step
-        ``t`` the rows still running are the first ``running[t]``; the input products are computed for the real
-        words only (the first layer's once per distinct word) and stored packed, time-major. Each layer's recurrence
-        is one ``scan`` (an ONNX ``Scan``) whose step is ``hf_elmo::elmo_lstm_cell`` per direction, which works on
-        the running rows only. The outputs go back to each word's place; padding gets zeros."""
-        # hf_elmo::elmo_lstm_cell has no backward: the masked form whenever a gradient must pass through the steps
-        if torch.is_grad_enabled() and (h0.requires_grad or c0.requires_grad or any(
-                w.requires_grad for module in (self.char_encoder, self.bilm) for w in module.parameters())):
-            return self._forward_graph_masked(input_ids, mask, h0, c0)
-        cfg = self.config
-        batch, width, n_chars = input_ids.shape
-        p = cfg.projection_dim
-        # the char CNN reads each distinct word once (padding is one all-zero "word")
-        words, inverse = torch.unique(input_ids.reshape(batch * width, n_chars), dim=0, return_inverse=True)
-        token_u = self.char_encoder(words)
-        word_of = inverse.reshape(-1)
-        tokens = token_u[word_of].view(batch, width, p) * mask.to(token_u.dtype).unsqueeze(-1)
-        layers = [torch.cat([tokens, tokens], dim=-1)]
-
-        lengths = mask.sum(dim=1)
-        order = torch.argsort(lengths, descending=True)
-        lens = lengths[order].unsqueeze(1)
-        steps = torch.arange(width, device=input_ids.device)
-        positions = torch.argsort(torch.where(mask, steps, steps + width), dim=1)[order]  # real words first
-        reverse = torch.where(steps < lens, lens - 1 - steps, steps)  # each row's real words reversed
-        rows = order.unsqueeze(1) * width
-        real = steps.unsqueeze(1) < lens.t()  # (T, B): the slots holding a word
-        slots = real.reshape(-1).nonzero().squeeze(1)  # packed, time-major: step t's running rows in turn
-        running = real.sum(dim=1)
-        offsets = torch.cumsum(running, 0) - running
-        # the flat (batch · width) position of each packed word, per direction
-        sources = [(rows + positions).t().reshape(-1)[slots],
-                   (rows + positions.gather(1, reverse)).t().reshape(-1)[slots]]
-        x = [token_u[word_of[src]] for src in sources]
-
-        def unpack(packed: list[torch.Tensor]) -> torch.Tensor:
-            full = [packed[d].new_zeros(batch * width, p).index_copy(0, sources[d], packed[d]) for d in range(2)]
-            return torch.cat(full, dim=-1).view(batch, width, 2 * p)
-
-        h0s, c0s = h0[:, :, order], c0[:, :, order]
-        h_final, c_final = [], []
-        for k, layer in enumerate(self.bilm.layers):
-            bias = layer.effective_bias()
-            if k == 0:  # once per distinct word
-                gates = [F.linear(token_u, layer.weight_ih[d], bias[d])[word_of[sources[d]]] for d in range(2)]
-            else:
-                gates = [F.linear(x[d], layer.weight_ih[d], bias[d]) for d in range(2)]
-            init = tuple(t.clone() for t in (h0s[k, 0], c0s[k, 0], h0s[k, 1], c0s[k, 1]))  # a scan's inputs: no views
-            (h_f, c_f, h_b, c_b), ys = _scan(self.bilm.packed_step(layer, gates), init, (offsets, running))
-            out = [y.reshape(-1, p)[slots] for y in ys]
-            if cfg.use_skip_connections and k > 0:
-                out = [out[d] + x[d] for d in range(2)]
-            layers.append(unpack(out))
-            h_final.append(torch.stack([h_f, h_b]))
-            c_final.append(torch.stack([c_f, c_b]))
-            x = out
-        back = torch.argsort(order)
-        return tuple(layers), (torch.stack(h_final)[:, :, back], torch.stack(c_final)[:, :, back])
-
-    def _forward_graph_masked(self, input_ids: torch.Tensor, mask: torch.Tensor, h0: torch.Tensor,
-                              c0: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], ElmoState]:
-        """The differentiable traceable path: fixed shapes. Every word goes through the char CNN; each layer's
-        recurrence is one ``scan`` over the padded time axis advancing both directions together, where a padded
-        position leaves the state unchanged: the forward direction meets the real words in order and the backward
-        direction (scanning the reversed time axis) in reverse order, whatever the padding side."""
-        cfg = self.config
-        batch, width, n_chars = input_ids.shape
-        p = cfg.projection_dim
-        m = mask.to(h0.dtype).unsqueeze(-1)
-        # the char CNN reads each distinct word once (padding is one all-zero "word")
-        words, inverse = torch.unique(input_ids.reshape(batch * width, n_chars), dim=0, return_inverse=True)
-        tokens = self.char_encoder(words)[inverse].view(batch, width, p) * m
-        layers = [torch.cat([tokens, tokens], dim=-1)]
-        x_f, x_b = tokens, tokens
-        time_mask = torch.stack([mask.transpose(0, 1), mask.flip(1).transpose(0, 1)], dim=1)  # (T, 2, B)
-        real = mask.reshape(-1).nonzero().squeeze(1)  # the input products are computed at the real words only
-
-        def input_gates(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-            gates = F.linear(x.reshape(batch * width, -1).index_select(0, real), weight, bias)
-            full = gates.new_zeros(batch * width, gates.shape[-1]).index_copy(0, real, gates)
-            return full.view(batch, width, -1)  # zeros at padding, which the step function skips
-
-        h_final, c_final = [], []
-        for k, layer in enumerate(self.bilm.layers):
-            bias = layer.effective_bias()
-            gx_f = input_gates(x_f, layer.weight_ih[0], bias[0])
-            gx_b = input_gates(x_b, layer.weight_ih[1], bias[1]).flip(1)
-            gates = torch.stack([gx_f.transpose(0, 1), gx_b.transpose(0, 1)], dim=1)  # (T, 2, B, 4H)
-            (h_n, c_n), ys = _scan(self.bilm.masked_step(layer), (h0[k], c0[k]), (gates, time_mask))
-            out_f = ys[:, 0].transpose(0, 1)
-            out_b = ys[:, 1].transpose(0, 1).flip(1)
-            if cfg.use_skip_connections and k > 0:
-                out_f, out_b = out_f + x_f, out_b + x_b
-            layers.append(torch.cat([out_f, out_b], dim=-1))
-            h_final.append(h_n)
-            c_final.append(c_n)
-            x_f, x_b = out_f, out_b
-        return tuple(layers), (torch.stack(h_final), torch.stack(c_final))
-
 
 class _ElmoHeadModel(ElmoPreTrainedModel):
     """Shared plumbing of the task heads: the biLM, dropout, and the mask from ``input_ids``."""
