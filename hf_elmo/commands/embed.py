@@ -96,8 +96,11 @@ def load_elmo(model_name_or_path: str, device: str = "cpu", dtype: str = "float3
     """
     from transformers import AutoModel, AutoTokenizer
 
+    from ..model_folders import check_model_folder
+
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    check_model_folder(model_name_or_path, "elmo", role="hf-elmo embed")
     target = _device(device)
     model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=True, dtype=DTYPES[dtype])
     model = getattr(model, "elmo", model)

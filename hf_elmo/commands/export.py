@@ -3,7 +3,8 @@
     hf-elmo export MODEL OUTPUT_DIR [--task TASK] [--fp16] [--optimize] [--quantize int8] [--opset N]
                    [--external-data] [--push-to-hub REPO_ID [--private] [--revision REV]]
 
-The folder (``model.onnx``, ``config.json`` with an ``onnx`` section, the tokenizer, a model card) loads with
+MODEL may also be the ``--output`` folder of ``hf-elmo ulmfit``, whose ``classifier`` folder is then exported (said
+on the console). The folder (``model.onnx``, ``config.json`` with an ``onnx`` section, the tokenizer, a model card) loads with
 ``hf_elmo.onnx.OnnxModel.from_pretrained`` and can be pushed to the Hub as it is. Needs ``pip install "hf-elmo[onnx]"``.
 """
 
@@ -24,11 +25,14 @@ TASKS = {"ELMo": ("feature-extraction", "text-classification", "token-classifica
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(NAME, help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
-    parser.add_argument("model", metavar="MODEL", help="a saved model folder or a Hub repository id")
+    parser.add_argument("model", metavar="MODEL", help="a saved model folder, a Hub repository id, or the --output "
+                        "folder of `hf-elmo ulmfit` (its classifier is exported)")
     parser.add_argument("output", metavar="OUTPUT_DIR", type=Path, help="folder to write (new or empty)")
     parser.add_argument("--task", help="what to export: " + "; ".join(f"{', '.join(t)} for {family}"
                                                                for family, t in TASKS.items())
-                        + " (default: the task of the model's class, from config.json)")
+                        + " (default: the task of the model's class, from config.json; the embeddings, "
+                          "feature-extraction, for an ELMo converted with a vocabulary, whose softmax was never "
+                          "trained)")
     parser.add_argument("--fp16", action="store_true", help="float16 weights and activations (for GPUs)")
     parser.add_argument("--optimize", action="store_true",
                         help="save the model with ONNX Runtime's graph optimisations applied (CPU provider)")
@@ -47,10 +51,18 @@ def run(args: argparse.Namespace) -> int:
         from ..onnx import export_onnx
     except ImportError as e:
         raise ValueError(str(e)) from e  # reported as one line: the extras to install
+    from ..model_folders import ULMFIT_LM_FOLDER, ulmfit_output_classifier
+
     check_push_arguments(args)
+    model = args.model
+    classifier = ulmfit_output_classifier(model)
+    if classifier is not None:
+        print(f"{model} is an `hf-elmo ulmfit --output` folder: exporting its classifier, {classifier} (give "
+              f"{Path(model) / ULMFIT_LM_FOLDER} to export the language model)")
+        model = str(classifier)
     with console_logging():
         path = export_onnx(
-            args.model,
+            model,
             args.output,
             task=args.task,
             fp16=args.fp16,

@@ -78,6 +78,7 @@ def _describe(source: str, texts: int) -> tuple[str, list[str] | None]:
 def run(args: argparse.Namespace) -> int:
     from ..data import tabular
     from ..hub import push_folder
+    from ..model_folders import check_model_folder
     from ..training.ulmfit import UlmfitSettings, run_ulmfit, save_ulmfit_folders
     from . import check_push_arguments, console_logging
 
@@ -85,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     pushes = [repo for repo in (args.push_to_hub, args.push_lm_to_hub) if repo]
     if args.push_to_hub and args.push_to_hub == args.push_lm_to_hub:
         raise ValueError("--push-to-hub and --push-lm-to-hub name the same repository: give each model its own")
+    if args.pretrained:  # before the data is read: a folder of another type would train a random model
+        check_model_folder(args.pretrained, "awd_lstm", role="--pretrained")
     train_x, train_raw = tabular.read_labelled(args.train, args.text_column, args.label_column)
     train_y, classes = _label_ids(train_raw)
     valid_x = valid_y = None

@@ -23,6 +23,7 @@ from transformers import AutoModel, AutoModelForPreTraining
 from ..auto import register
 from ..cards import render_elmo_card
 from ..hub import push_folder
+from ..model_folders import LM_HEAD_TRAINED
 from ..models.elmo.configuration_elmo import ElmoConfig
 from ..models.elmo.modeling_elmo import ElmoForLanguageModeling, ElmoModel
 from ..models.elmo.tokenization_elmo import ElmoTokenizer
@@ -207,7 +208,8 @@ def convert_allennlp_elmo(
     tokenizer files, the model's code (so it loads with ``trust_remote_code=True`` where hf_elmo is not installed),
     ``elmo_options.json`` (the original options, for provenance) and a model card ``README.md``. Without ``vocab``
     the model is an [`ElmoModel`]; with one it is an [`ElmoForLanguageModeling`] whose softmax over the vocabulary
-    is freshly initialised (the original files do not hold it). The saved folder is reloaded and checked to give
+    is freshly initialised (the original files do not hold it; config.json then says ``lm_head_trained: false``, and
+    ``hf-elmo export`` exports the embeddings by default). The saved folder is reloaded and checked to give
     the converted model's outputs before it is pushed to ``push_to_hub`` (a repository id) when one is given.
 
     Raises:
@@ -227,7 +229,8 @@ def convert_allennlp_elmo(
 
     register()
     tokenizer = ElmoTokenizer(vocab_file=str(vocab)) if vocab is not None else ElmoTokenizer()
-    extra = {"vocab_size": tokenizer.vocab_size} if vocab is not None else {}
+    # the softmax over the vocabulary is not in the original files: config.json says it was never trained
+    extra = {"vocab_size": tokenizer.vocab_size, LM_HEAD_TRAINED: False} if vocab is not None else {}
     config = ElmoConfig.from_options_json(options, **extra)
     model_class = ElmoForLanguageModeling if vocab is not None else ElmoModel
     # A fixed seed: the only freshly initialised weights (the LM softmax) are then the same in every conversion.

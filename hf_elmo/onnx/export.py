@@ -35,7 +35,9 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
 from .. import __version__ as _hf_elmo_version
-from .config import HfElmoOnnxConfig, UnsupportedExportError, get_onnx_config, task_for_architecture, task_for_model
+from ..model_folders import LM_HEAD_TRAINED, check_model_folder, lm_head_untrained
+from .config import (HfElmoOnnxConfig, UnsupportedExportError, get_onnx_config, registered_model_types,
+                     task_for_architecture, task_for_model)
 from .runtime import ONNX_FILE_NAME, _ort, make_session
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ INT8_SETTINGS = {
     "prepared_with": "ONNX Runtime basic-level constant folding",
 }
 OPTIMIZATION_LEVEL = "extended"
+# Tasks that export a language-model head, which a folder's config may flag as never trained (model_folders).
+UNTRAINED_HEAD_TASKS = ("bidirectional-lm", "text-generation")
 
 
 class OnnxExportError(RuntimeError):
@@ -111,6 +115,7 @@ def export_onnx(
     _check_output_dir(output_dir)
 
     model, task, source = _resolve_model(model_or_path, task)
+    _warn_if_untrained_head(model, task, source)
     exporter_config = get_onnx_config(model.config, task)
     opset = exporter_config.DEFAULT_ONNX_OPSET if opset is None else int(opset)
     if opset < exporter_config.MIN_ONNX_OPSET:
@@ -194,11 +199,37 @@ def _resolve_model(model_or_path: Any, task: str | None) -> tuple[PreTrainedMode
         raise UnsupportedExportError(f"no ONNX exporter for {type(model_or_path).__name__}: export a transformers "
                                      "model of a registered type (hf_elmo.onnx.registered_model_types())")
     source = str(model_or_path)
+    families = registered_model_types()
+    # before anything is loaded: a folder of another model type (or of the family that lacks the task) stops here
+    check_model_folder(source, [t for t, tasks in families.items() if task is None or task in tasks] or families,
+                       role="ONNX export" + (f" for {task!r}" if task else ""))
     config = AutoConfig.from_pretrained(source)
-    task = task or task_for_architecture(config) or "feature-extraction"
+    task = _task_of_folder(config, source, task)
     model_class = get_onnx_config(config, task).model_class
     model = model_class.from_pretrained(source, dtype=torch.float32)
     return model, task, source
+
+
+def _task_of_folder(config: Any, source: str, task: str | None) -> str:
+    """The task to export a folder for: ``task`` when given, else its model class's (config.architectures), except
+    for a language model whose head was never trained (ELMo converted with a vocabulary: a random softmax), whose
+    default is its embeddings (an export of such a head warns: ``_warn_if_untrained_head``)."""
+    if task is not None:
+        return task
+    task = task_for_architecture(config) or "feature-extraction"
+    if task in UNTRAINED_HEAD_TASKS and lm_head_untrained(config, source):
+        logger.info("%s: its language-model head was never trained (config.json: %s false): exporting its "
+                    "embeddings (feature-extraction); give task=%r to export the head anyway", source,
+                    LM_HEAD_TRAINED, task)
+        return "feature-extraction"
+    return task
+
+
+def _warn_if_untrained_head(model: PreTrainedModel, task: str, source: str | None) -> None:
+    if task in UNTRAINED_HEAD_TASKS and lm_head_untrained(model.config, source):
+        logger.warning("WARNING: the language-model head of %s exported for %r was NEVER TRAINED (config.json: %s "
+                       "false; ELMo's published weights hold no softmax): its logits are random and mean nothing "
+                       "until the head is trained", source or type(model).__name__, task, LM_HEAD_TRAINED)
 
 
 def _load_tokenizer(source: str | None, exporter_config: HfElmoOnnxConfig) -> Any:

@@ -24,6 +24,7 @@ from transformers import DataCollatorWithPadding, TrainingArguments
 
 from ..cards import TrainingReport, render_awd_lstm_card
 from ..hub import is_hub_repo_id
+from ..model_folders import ULMFIT_CLASSIFIER_FOLDER, ULMFIT_LM_FOLDER, check_model_folder
 from ..models.awd_lstm import (
     AWDLSTMConfig,
     AWDLSTMForLanguageModeling,
@@ -269,6 +270,8 @@ def run_ulmfit(
     trains the classifier. Returns both models, the metrics (the training losses; validation accuracy and the
     majority class's accuracy when validation data is given; the LM's perplexity on ``lm_eval_texts``, texts that
     no stage trains on, before and after each LM stage, when given) and a record of every stage."""
+    if pretrained is not None:  # before any work: a folder of another model type would train a random model
+        check_model_folder(pretrained, AWDLSTMConfig.model_type, role="the pretrained language model")
     settings = settings or UlmfitSettings()
     torch.manual_seed(settings.seed)
     num_labels = int(max(train_labels)) + 1
@@ -341,7 +344,7 @@ def run_ulmfit(
 # --------------------------------------------------------------------------------------------------------------------
 # Hub-ready folders with their model cards
 # --------------------------------------------------------------------------------------------------------------------
-LM_FOLDER, CLASSIFIER_FOLDER = "language_model", "classifier"
+LM_FOLDER, CLASSIFIER_FOLDER = ULMFIT_LM_FOLDER, ULMFIT_CLASSIFIER_FOLDER
 
 
 def _plural(n: int, word: str) -> str:

@@ -1,0 +1,115 @@
+"""What a loader checks about a model folder (or Hub repository) before it does any work with it.
+
+Transformers loads a folder of another model type into any class with a warning, every weight MISSING and the model
+randomly initialised; a command would then train (or embed, or export) a random model and exit 0. Every loader of
+hf_elmo calls ``check_model_folder`` first, which stops with one line naming the folder, the ``model_type`` its
+config.json holds and the one needed, or saying that the folder holds no weights.
+
+This module imports only the standard library and transformers' config reader (no hf_elmo module): the command
+modules, the training recipe and the ONNX exporter all import it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+# A saved model's weights, in any of the layouts ``from_pretrained`` reads (whole file or shards' index).
+WEIGHTS_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+# model_type → the family's name in messages.
+FAMILY_NAMES = {"elmo": "ELMo", "awd_lstm": "AWD-LSTM"}
+
+
+# What ``hf-elmo ulmfit --output DIR`` writes: one saved folder per model (and metrics.json), none at DIR itself.
+ULMFIT_LM_FOLDER, ULMFIT_CLASSIFIER_FOLDER = "language_model", "classifier"
+
+
+class ModelFolderError(ValueError):
+    """A model folder or repository that is not of the model type a loader needs, or that holds no weights.
+
+    A ValueError: the commands report it as one line (``hf-elmo <command>: error: ...``) and exit with status 1.
+    """
+
+
+def describe_type(model_type: str | None) -> str:
+    """``'awd_lstm' (AWD-LSTM)``; ``no model_type`` when there is none."""
+    if not model_type:
+        return "no model_type"
+    name = FAMILY_NAMES.get(model_type)
+    return f"{model_type!r} ({name})" if name else repr(model_type)
+
+
+def read_config_dict(source: str | os.PathLike) -> dict[str, Any]:
+    """The config.json of a local folder, or of a Hub repository (through transformers' cache)."""
+    path = Path(source)
+    if path.is_dir():
+        config_file = path / "config.json"
+        if not config_file.is_file():
+            raise ModelFolderError(f"{source} holds no config.json: not a saved model folder")
+        try:
+            return json.loads(config_file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ModelFolderError(f"{config_file} is not valid JSON: {e}") from None
+    if path.exists():
+        raise ModelFolderError(f"{source} is a file, not a saved model folder")
+    from transformers import PretrainedConfig
+
+    return PretrainedConfig.get_config_dict(str(source))[0]
+
+
+def ulmfit_output_classifier(source: str | os.PathLike) -> Path | None:
+    """The classifier folder of an ``hf-elmo ulmfit --output`` folder (one with no config.json of its own but a
+    saved ``classifier/`` folder); None for anything else (a model folder, a Hub id)."""
+    path = Path(source)
+    classifier = path / ULMFIT_CLASSIFIER_FOLDER
+    if path.is_dir() and not (path / "config.json").exists() and (classifier / "config.json").is_file():
+        return classifier
+    return None
+
+
+def check_model_folder(source: str | os.PathLike, needed: str | Iterable[str], role: str = "this command",
+                       weights: bool = True) -> dict[str, Any]:
+    """Checks that ``source`` (a folder or Hub id) holds a model of one of the ``needed`` model types and, for a
+    local folder when ``weights`` is true, its weights; returns its config.json as a dict.
+
+    Raises [`ModelFolderError`] with one line: e.g. ``my-elmo holds a model of type 'elmo' (ELMo); --pretrained
+    needs 'awd_lstm' (AWD-LSTM)``. ``role`` names what needs it (an option or a command).
+    """
+    needed = (needed,) if isinstance(needed, str) else tuple(needed)
+    config = read_config_dict(source)
+    found = config.get("model_type")
+    if found not in needed:
+        raise ModelFolderError(f"{source} holds a model of type {describe_type(found)}; {role} needs "
+                               + " or ".join(describe_type(t) for t in needed))
+    path = Path(source)
+    if weights and path.is_dir() and not any((path / name).is_file() for name in WEIGHTS_FILES):
+        raise ModelFolderError(f"{source} holds a {describe_type(found)} config but no weights (none of "
+                               f"{', '.join(WEIGHTS_FILES)}); {role} needs a saved model")
+    return config
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Heads that were never trained
+# --------------------------------------------------------------------------------------------------------------------
+# config.json's flag for a language-model head that holds no trained weights: ``hf-elmo convert-elmo --vocab`` adds
+# ELMo's softmax over the vocabulary, which the published weight files do not hold, freshly initialised, and sets
+# ``lm_head_trained: false``. Whoever trains the head sets it to true before ``save_pretrained``.
+LM_HEAD_TRAINED = "lm_head_trained"
+
+
+def lm_head_untrained(config: Any, source: str | os.PathLike | None = None) -> bool:
+    """Whether the language-model head of ``config`` (a config or its dict) was never trained: its config says
+    ``lm_head_trained: false``, or, for a folder converted before that flag existed, it holds the original
+    ``elmo_options.json`` of a conversion and no flag."""
+    get = config.get if isinstance(config, dict) else lambda key, default=None: getattr(config, key, default)
+    flag = get(LM_HEAD_TRAINED, None)
+    if flag is not None:
+        return not flag
+    return source is not None and (Path(source) / "elmo_options.json").is_file()
