@@ -9,7 +9,7 @@ only downloads them. The folders are exported by the main environment (hf_elmo, 
 
     nox -s optimum_onnx                         # exports with .venv/bin/python ($HF_ELMO_PYTHON) first, then loads
     nox -s optimum_onnx -- --exports DIR        # loads the folders in DIR (tests/optimum_onnx_exports.py wrote it)
-    nox -s optimum_onnx --install-only          # only builds/updates the virtualenv (.ci/setup does this)
+    nox -s optimum_onnx --install-only          # only builds/updates the virtualenv (.ci/setup-tests does this)
 
 Other arguments after ``--`` go to pytest. The main suite runs this session (tests/test_optimum_onnx.py), so CI does.
 The virtualenv is kept between runs (``reuse_venv``); pip then finds everything installed and only checks.

@@ -32,7 +32,7 @@ def test_exports_load_with_optimum_onnx_ort_models(tmp_path):
     assert manifest["cases"], "no exported case"
     junit = tmp_path / "junit.xml"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
-    # the virtualenv is reused (reuse_venv): .ci/setup builds it (`nox -s optimum_onnx --install-only`), or this
+    # the virtualenv is reused (reuse_venv): .ci/setup-tests builds it (`nox -s optimum_onnx --install-only`), or this
     # run does (about a minute)
     proc = subprocess.run(
         [sys.executable, "-m", "nox", "--noxfile", str(REPO / "noxfile.py"), "-s", SESSION, "--",
