@@ -207,3 +207,27 @@ def test_quickstart_ulmfit_on_a_labelled_file(tmp_path):
 def test_quickstart_label_column_needs_data(capsys):
     assert main(["quickstart", "--label-column", "topic"]) == 1
     assert "--label-column applies with --data" in capsys.readouterr().err
+
+
+def test_quickstart_announces_each_stage_before_it_runs_and_logs_numbers(quickstart):
+    lines = quickstart.printed.splitlines()
+
+    def first(prefix: str) -> int:
+        found = [i for i, line in enumerate(lines) if line.startswith(prefix)]
+        assert found, f"no line starts with {prefix!r}"
+        return found[0]
+
+    titles = ["ELMo bidirectional LM", "ULMFiT: AWD-LSTM language model and text classifier", ONNX]
+    previous = -1
+    for n, title in enumerate(titles, 1):
+        announced, done = first(f"-> stage {n}/3, {title}: "), first(f"== {title}")
+        assert previous < announced < done, (title, previous, announced, done)
+        previous = done
+    # the Trainer's logs, as numbers, under each bar's label (the bars themselves go to stderr)
+    for label in ("ELMo pretraining", "ULMFiT stage 1: LM pretraining", "ULMFiT stage 2: LM fine-tuning",
+                  "ULMFiT stage 3: classifier"):
+        logged = [line for line in lines if line.startswith(f"{label}, step ")]
+        assert logged, f"no Trainer log line for {label!r}"
+        assert re.search(r": .*\bloss \d+(\.\d+)?(e[-+]?\d+)?\b", logged[0]), logged[0]
+    assert "'loss': '" not in quickstart.printed
+    assert "ULMFiT stage 1: pretraining the language model on" in quickstart.printed  # the recipe's own log lines

@@ -64,6 +64,36 @@ def console_logging(level: int = logging.INFO) -> Iterator[None]:
         logger.setLevel(old_level)
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows every option's default, ``(default: X)``, except where there is none to show (None, False:
+    the option's help then says what happens without it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch's CPU threads while the command runs (see ``torch_threads``)."""
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's; on a busy machine 1 can be much faster)")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's CPU threads set to ``n`` (when given) while the block runs, and restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def add_push_arguments(parser: argparse.ArgumentParser) -> None:
     """``--push-to-hub REPO_ID [--private] [--revision REV]``: upload the command's output folder in one commit."""
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload the folder to this Hub repository")

@@ -11,16 +11,23 @@ its figures, which are printed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from . import add_threads_argument, console_logging, torch_threads
 
 NAME = "quickstart"
 HELP = ("pretrain a small ELMo and a ULMFiT classifier on the standard library's docstrings (or --data) and report "
         "perplexity, accuracy and speed")
 STAGES = ("elmo", "ulmfit", "onnx")
+# Each stage's heading, printed before it runs (with what it does) and over its figures once it has run.
+TITLES = {
+    "elmo": "ELMo bidirectional LM",
+    "ulmfit": "ULMFiT: AWD-LSTM language model and text classifier",
+    "onnx": "ONNX Runtime: the ULMFiT classifier exported, checked against PyTorch and timed",
+}
 
 
 def _stages(text: str) -> list[str]:
@@ -54,11 +61,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--ulmfit-emb-size", type=int, default=128, help="AWD-LSTM embedding size (default: 128)")
     parser.add_argument("--ulmfit-hidden-size", type=int, default=384, help="AWD-LSTM hidden size (default: 384)")
     parser.add_argument("--limit", type=int, default=None, help="use at most this many texts")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's; on a busy machine 1 can be much faster)")
-    parser.add_argument("--seed", type=int, default=0)
+    add_threads_argument(parser)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of every stage (default: 0)")
     parser.set_defaults(func=run)
     return parser
+
+
+def _announce(stages: list[str], stage: str, doing: str) -> None:
+    """``-> stage 2/3, <title>: <what it does>``, before the stage runs (flushed: a bar may follow for minutes)."""
+    print(f"\n-> stage {stages.index(stage) + 1}/{len(stages)}, {TITLES[stage]}: {doing}", flush=True)
 
 
 def _print_figures(title: str, figures: dict[str, Any]) -> None:
@@ -66,19 +77,6 @@ def _print_figures(title: str, figures: dict[str, Any]) -> None:
     width = max(len(k) for k in figures)
     for key, value in figures.items():
         print(f"  {key:<{width}}  {value}")
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _ulmfit_task(args: argparse.Namespace, texts: list[str], labels: list[str] | None):
@@ -102,13 +100,17 @@ def run(args: argparse.Namespace) -> int:
     data = corpus.describe(args.data, len(texts))
     print(f"{data}: {len(train)} to train on, {len(valid)} to validate")
     kept = "" if args.output else " (temporary; pass --output to keep them)"
-    with tempfile.TemporaryDirectory() as tmp, _torch_threads(args.threads):
+    stages = [stage for stage in STAGES if stage in args.stages]
+    with tempfile.TemporaryDirectory() as tmp, torch_threads(args.threads), console_logging():
         output = args.output or Path(tmp)
-        if "elmo" in args.stages:
+        if "elmo" in stages:
+            _announce(stages, "elmo", f"pretraining a small ELMo for {args.elmo_steps} steps on {len(train)} texts")
             figures = elmo_stage.run(train, valid, output, steps=args.elmo_steps, seed=args.seed, data=data)
             figures["folder"] += kept
-            _print_figures("ELMo bidirectional LM", figures)
-        if "ulmfit" in args.stages:
+            _print_figures(TITLES["elmo"], figures)
+        if "ulmfit" in stages:
+            _announce(stages, "ulmfit", "a small AWD-LSTM: LM pretraining, LM fine-tuning on the task's texts, then "
+                                        f"the classifier ({args.ulmfit_classifier_epochs} epochs, gradual unfreezing)")
             task = _ulmfit_task(args, texts, labels)
             ulmfit = ulmfit_stage.run(
                 task, train, valid, output, data=data, lm_epochs=args.ulmfit_lm_epochs,
@@ -116,12 +118,14 @@ def run(args: argparse.Namespace) -> int:
                 hidden_size=args.ulmfit_hidden_size, seed=args.seed,
             )
             ulmfit.figures["folders"] += kept
-            _print_figures("ULMFiT: AWD-LSTM language model and text classifier", ulmfit.figures)
-        if "onnx" in args.stages:
+            _print_figures(TITLES["ulmfit"], ulmfit.figures)
+        if "onnx" in stages:
             from ..quickstart import onnx_stage
 
+            _announce(stages, "onnx", "exporting the classifier (float32 and int8), checking ONNX Runtime against "
+                                      "PyTorch on the validation texts and timing both")
             figures = onnx_stage.run(ulmfit.classifier_folder, ulmfit.valid_texts, output / "ulmfit")
             figures["folders"] += kept
-            _print_figures("ONNX Runtime: the ULMFiT classifier exported, checked against PyTorch and timed", figures)
+            _print_figures(TITLES["onnx"], figures)
     print(f"\nquickstart finished in {time.perf_counter() - start:.0f} s")
     return 0

@@ -21,40 +21,51 @@ HELP = "train a ULMFiT text classifier (AWD-LSTM) on a labelled CSV/JSONL file o
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(NAME, help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
+    from . import DefaultsHelpFormatter, add_threads_argument
+
+    parser = subparsers.add_parser(NAME, help=HELP, description=HELP[0].upper() + HELP[1:] + ".",
+                                   formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--train", required=True, help="labelled training data: .csv/.tsv/.jsonl file or datasets name")
-    parser.add_argument("--valid", default=None, help="labelled validation data (same forms); reports accuracy")
-    parser.add_argument("--text-column", default="text")
-    parser.add_argument("--label-column", default="label")
+    parser.add_argument("--valid", default=None,
+                        help="labelled validation data (same forms); reports accuracy (default: none)")
+    parser.add_argument("--text-column", default="text", help="column/field holding the text")
+    parser.add_argument("--label-column", default="label", help="column/field holding the label")
     start = parser.add_mutually_exclusive_group(required=True)
     start.add_argument("--pretrained", help="a pretrained AWD-LSTM LM folder or Hub id (e.g. converted wt103)")
     start.add_argument("--scratch", action="store_true",
                        help="no pretrained LM: build the vocabulary and train the LM on --pretrain-data and the task")
-    parser.add_argument("--pretrain-data", default=None, help="unlabelled text for stage 1 with --scratch")
+    parser.add_argument("--pretrain-data", default=None,
+                        help="unlabelled text for stage 1 with --scratch (default: none, stage 1 is skipped)")
     parser.add_argument("--output", type=Path, default=None,
-                        help="save the LM and classifier folders (with model cards) and metrics.json here")
+                        help="save the LM and classifier folders (with model cards) and metrics.json here (default: "
+                             "not saved, only the metrics are printed)")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the classifier folder to this Hub repository")
     parser.add_argument("--push-lm-to-hub", metavar="REPO_ID",
                         help="upload the fine-tuned language model's folder to this Hub repository (it then is the "
                              "classifier's base_model)")
     parser.add_argument("--private", action="store_true", help="create the Hub repositories as private")
     parser.add_argument("--revision", metavar="REV", help="Hub branch to push to (created when missing)")
-    parser.add_argument("--language", default="en", help="language in the cards' metadata (default en)")
-    parser.add_argument("--license", default="apache-2.0", help="license in the cards' metadata (default apache-2.0)")
-    parser.add_argument("--lm-epochs", type=int, default=1)
-    parser.add_argument("--lm-lr", type=float, default=1e-2)
+    parser.add_argument("--language", default="en", help="language in the cards' metadata")
+    parser.add_argument("--license", default="apache-2.0", help="license in the cards' metadata")
+    parser.add_argument("--lm-epochs", type=int, default=1, help="epochs of each LM stage (pretraining, fine-tuning)")
+    parser.add_argument("--lm-lr", type=float, default=1e-2,
+                        help="peak learning rate of the LM stages (top layer group; lower groups get lr / 2.6^depth)")
     parser.add_argument("--classifier-epochs", type=int, default=None,
-                        help="default: one per layer group (gradual unfreezing) plus one")
-    parser.add_argument("--classifier-lr", type=float, default=1e-2)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--bptt", type=int, default=70)
-    parser.add_argument("--drop-mult", type=float, default=1.0)
-    parser.add_argument("--emb-size", type=int, default=400, help="--scratch model size (ULMFiT: 400)")
-    parser.add_argument("--hidden-size", type=int, default=1152, help="--scratch model size (ULMFiT: 1152)")
-    parser.add_argument("--num-layers", type=int, default=3, help="--scratch model size (ULMFiT: 3)")
-    parser.add_argument("--min-freq", type=int, default=3)
+                        help="classifier epochs (default: one per layer group, gradual unfreezing, plus one)")
+    parser.add_argument("--classifier-lr", type=float, default=1e-2,
+                        help="peak learning rate of the classifier stage (top layer group)")
+    parser.add_argument("--batch-size", type=int, default=32, help="rows per batch, LM streams and classifier")
+    parser.add_argument("--bptt", type=int, default=70, help="LM window length in tokens (backprop through time)")
+    parser.add_argument("--drop-mult", type=float, default=1.0, help="multiplier of every AWD-LSTM dropout")
+    parser.add_argument("--emb-size", type=int, default=400, help="--scratch model size: embedding (ULMFiT's)")
+    parser.add_argument("--hidden-size", type=int, default=1152,
+                        help="--scratch model size: LSTM hidden size (ULMFiT's)")
+    parser.add_argument("--num-layers", type=int, default=3, help="--scratch model size: LSTM layers (ULMFiT's)")
+    parser.add_argument("--min-freq", type=int, default=3,
+                        help="tokens seen fewer times in the texts are left out of the vocabulary (xxunk)")
     parser.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast")
-    parser.add_argument("--seed", type=int, default=0)
+    add_threads_argument(parser)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of every stage")
     parser.set_defaults(func=run)
     return parser
 
@@ -80,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from ..hub import push_folder
     from ..model_folders import check_model_folder
     from ..training.ulmfit import UlmfitSettings, run_ulmfit, save_ulmfit_folders
-    from . import check_push_arguments, console_logging
+    from . import check_push_arguments, console_logging, torch_threads
 
     check_push_arguments(args, pushes=("push_to_hub", "push_lm_to_hub"))
     pushes = [repo for repo in (args.push_to_hub, args.push_lm_to_hub) if repo]
@@ -101,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         classifier_epochs=args.classifier_epochs, classifier_lr=args.classifier_lr,
         classifier_batch_size=args.batch_size, drop_mult=args.drop_mult, seed=args.seed, bf16=args.bf16,
     )
-    with console_logging(logging.INFO):
+    with console_logging(logging.INFO), torch_threads(args.threads):
         result = run_ulmfit(
             train_x, train_y, valid_x, valid_y, pretrained=args.pretrained, pretraining_texts=pretraining,
             scratch_config=dict(emb_size=args.emb_size, hidden_size=args.hidden_size, num_layers=args.num_layers),

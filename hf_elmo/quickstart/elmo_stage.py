@@ -19,6 +19,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 from ..cards import TrainingReport, render_elmo_card
 from ..models.elmo import ElmoConfig, ElmoForLanguageModeling, ElmoModel, ElmoTokenizer
+from ..training.progress import label_progress
 
 # A small ELMo (about 5M parameters) that learns something in a minute on two CPU cores.
 SMALL_ELMO = dict(
@@ -86,7 +87,7 @@ def run(train_texts: list[str], valid_texts: list[str], output: Path, steps: int
     )
     trainer = Trainer(model=model, args=args, train_dataset=train_rows, data_collator=DataCollatorWithPadding(tokenizer))
     start = time.perf_counter()
-    trainer.train()
+    label_progress(trainer, "ELMo pretraining").train()
     train_seconds = time.perf_counter() - start
     ppl_after = perplexity(model, tokenizer, valid_rows)
 

@@ -34,6 +34,7 @@ from ..models.awd_lstm import (
 from .data import LMStreamDataset
 from .discriminative import ULMFIT_BETAS, make_optimizer
 from .layer_groups import layer_groups_of
+from .progress import label_progress
 from .schedules import slanted_triangular_schedule
 from .trainers import SortedLengthTrainer, StatefulLMTrainer
 from .unfreezing import GradualUnfreezingCallback
@@ -124,17 +125,19 @@ def adapt_vocabulary(lm: AWDLSTMForLanguageModeling, tokenizer: AWDLSTMTokenizer
 
 
 def train_language_model(model: AWDLSTMForLanguageModeling, documents: list[list[int]], settings: UlmfitSettings,
-                         output_dir: Path, lr: float | None = None, epochs: int | None = None) -> dict[str, float]:
+                         output_dir: Path, lr: float | None = None, epochs: int | None = None,
+                         desc: str = "ULMFiT language model") -> dict[str, float]:
     """Stages 1 and 2: the LM over the contiguous stream of ``documents``, state carried between batches,
-    discriminative learning rates and a slanted triangular schedule. Returns the training loss (averaged over the
-    run) and how the run went: tokens in the stream, epochs, optimizer steps, seconds."""
+    discriminative learning rates and a slanted triangular schedule (``desc`` labels the progress bar). Returns the
+    training loss (averaged over the run) and how the run went: tokens in the stream, epochs, optimizer steps,
+    seconds."""
     epochs = epochs or settings.lm_epochs
     stream = LMStreamDataset(documents, batch_size=settings.lm_batch_size, bptt=settings.bptt, seed=settings.seed)
     steps = epochs * len(stream.window_lengths(0))  # the number of batches per epoch is fixed
     optimizers = _ulmfit_optimizers(model, lr or settings.lm_lr, steps, settings)
     trainer = StatefulLMTrainer(model=model, args=_args(output_dir, settings, epochs, settings.lm_batch_size, "lm"),
                                 train_dataset=stream, optimizers=optimizers)
-    result = trainer.train()
+    result = label_progress(trainer, desc).train()
     return {"lm train loss": result.training_loss, "tokens": stream.num_tokens, "epochs": epochs, "steps": steps,
             "seconds": result.metrics["train_runtime"]}
 
@@ -169,7 +172,7 @@ def train_classifier(model: AWDLSTMForSequenceClassification, documents: list[li
         train_dataset=rows, data_collator=DataCollatorWithPadding(tokenizer), optimizers=optimizers,
         callbacks=[GradualUnfreezingCallback()], train_lengths=[len(r["input_ids"]) for r in rows],
     )
-    result = trainer.train()
+    result = label_progress(trainer, "ULMFiT stage 3: classifier").train()
     return {"classifier train loss": result.training_loss, "epochs": epochs, "steps": steps,
             "seconds": result.metrics["train_runtime"]}
 
@@ -309,7 +312,8 @@ def run_ulmfit(
             perplexity("lm valid perplexity before")
             if pretraining_texts:
                 logger.info("ULMFiT stage 1: pretraining the language model on %d texts", len(pretraining_texts))
-                stage1 = train_language_model(lm, encode_documents(tokenizer, pretraining_texts), settings, out)
+                stage1 = train_language_model(lm, encode_documents(tokenizer, pretraining_texts), settings, out,
+                                              desc="ULMFiT stage 1: LM pretraining")
                 metrics["stage 1 lm train loss"] = stage1["lm train loss"]
                 stages.append(_trained_stage(1, "general-domain LM pretraining", len(pretraining_texts), stage1,
                                              settings.lm_lr, settings.lm_batch_size, "lm train loss"))
@@ -319,7 +323,8 @@ def run_ulmfit(
                     f"none: the LM started from random weights (vocabulary of {len(tokenizer.itos):,} tokens from "
                     "the task's texts)")))
         logger.info("ULMFiT stage 2: fine-tuning the language model on the task's %d texts", len(task_texts))
-        stage2 = train_language_model(lm, encode_documents(tokenizer, task_texts), settings, out)
+        stage2 = train_language_model(lm, encode_documents(tokenizer, task_texts), settings, out,
+                                      desc="ULMFiT stage 2: LM fine-tuning")
         metrics["stage 2 lm train loss"] = stage2["lm train loss"]
         stages.append(_trained_stage(2, "target-task LM fine-tuning", len(task_texts), stage2, settings.lm_lr,
                                      settings.lm_batch_size, "lm train loss"))
