@@ -27,6 +27,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _labels(text: str) -> list[str]:
+    return [label.strip() for label in text.split(",")]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The conversion's arguments (shared by the subcommand and the standalone script)."""
     parser.add_argument("--weights", type=Path, required=True,
@@ -37,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="classifier: chunk length the documents are read in (fastai's seq_len; default 72)")
     parser.add_argument("--max-len", type=_positive_int, default=72 * 20,
                         help="classifier: only the last MAX_LEN tokens of a document are pooled (default 1440)")
+    parser.add_argument("--labels", type=_labels, metavar="NAME,NAME,...",
+                        help="classifier: the names of its classes, comma-separated, in the order of the head's "
+                             "outputs (config.json's id2label/label2id; default: LABEL_0, LABEL_1, ...)")
     parser.add_argument("--base-model", metavar="REPO_ID",
                         help="classifier: the Hub id of the language model it was fine-tuned from (card metadata)")
     add_push_arguments(parser)
@@ -72,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             base_model=args.base_model,
             license=args.license,
             language=args.language,
+            labels=args.labels,
         )
     print(f"Wrote the converted AWD-LSTM to {output}")
     return 0

@@ -27,7 +27,7 @@ import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import transformers
@@ -385,6 +385,7 @@ def convert_fastai_awd_lstm(
     base_model: str | None = None,
     license: str = "apache-2.0",
     language: str = "en",
+    labels: Sequence[str] | None = None,
 ) -> Path:
     """Converts a fastai AWD-LSTM (language model or classifier, v1 or v2) and its vocabulary (fastai's ``itos``
     pickle) into a ``save_pretrained`` folder.
@@ -398,6 +399,8 @@ def convert_fastai_awd_lstm(
         bptt, max_len: the classifier's reading of long documents (fastai's ``seq_len`` and ``max_len``); they are
             not in the weight file: give the values the classifier was trained with (fastai's defaults otherwise).
         base_model: for a classifier, the Hub id of the language model it was fine-tuned from (card metadata).
+        labels: for a classifier, the names of its classes in the order of the head's outputs (``id2label`` and
+            ``label2id``; one per output); default: transformers' ``LABEL_0``, ``LABEL_1``, ...
 
     Raises:
         FileNotFoundError: an input file is missing.
@@ -422,7 +425,7 @@ def convert_fastai_awd_lstm(
     tokenizer = AWDLSTMTokenizer(itos=itos)
     specials = {name: itos.index(tok) if tok in itos else None
                 for name, tok in (("pad_token_id", "xxpad"), ("bos_token_id", "xxbos"), ("eos_token_id", "xxeos"))}
-    config_fields = {**checkpoint.config_fields, **specials}
+    config_fields = {**checkpoint.config_fields, **specials, **label_fields(checkpoint, labels)}
     config = AWDLSTMConfig(**config_fields)
     model = _seeded_model(checkpoint.model_class, config)
     load_awd_lstm_weights(model, checkpoint)
@@ -458,6 +461,23 @@ def convert_fastai_awd_lstm(
                           commit_message=f"Add the AWD-LSTM {what} converted from {weights.name} with hf-elmo")
         logger.info("Pushed to %s", url)
     return output_dir
+
+
+def label_fields(checkpoint: Any, labels: Sequence[str] | None) -> dict[str, Any]:
+    """``id2label``/``label2id`` for ``labels`` (the classes of the classifier ``checkpoint``, in the order of its
+    head's outputs); none without labels. Raises ValueError when they do not name each output once."""
+    if labels is None:
+        return {}
+    labels = [str(label).strip() for label in labels]
+    if checkpoint.kind != CLASSIFIER:
+        raise ValueError("labels name a classifier's classes: this file holds a language model")
+    outputs = checkpoint.config_fields["num_labels"]
+    if len(labels) != outputs:
+        raise ValueError(f"{len(labels)} labels given ({', '.join(labels)}), but the classifier's head has {outputs} "
+                         f"outputs: give {outputs} names, in the order of the head's outputs")
+    if len(set(labels)) != len(labels) or not all(labels):
+        raise ValueError(f"labels must be {outputs} distinct non-empty names, got {', '.join(map(repr, labels))}")
+    return {"id2label": dict(enumerate(labels)), "label2id": {label: i for i, label in enumerate(labels)}}
 
 
 def verify_saved_folder(model: torch.nn.Module, tokenizer: AWDLSTMTokenizer, folder: str | os.PathLike) -> float:
