@@ -18,8 +18,7 @@ from .models.elmo import (
     ElmoPreTrainedModel,
     ElmoTokenizer,
 )
-
-__version__ = "0.1.0"
+from .version import __version__
 
 _register()
 

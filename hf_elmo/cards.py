@@ -27,7 +27,7 @@ import torch
 import transformers
 from huggingface_hub import ModelCard, ModelCardData
 
-from . import __version__ as _hf_elmo_version
+from .version import __version__ as _hf_elmo_version
 from .models.awd_lstm.configuration_awd_lstm import AWDLSTMConfig
 from .models.elmo.configuration_elmo import ElmoConfig
 

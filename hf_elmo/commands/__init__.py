@@ -14,7 +14,8 @@ import logging
 import sys
 from typing import Callable, Iterator
 
-from ..conversion.allennlp_elmo import ConversionError, ElmoWeightsError
+from ..conversion.allennlp_elmo import ElmoWeightsError
+from ..conversion.common import ConversionError
 
 # Errors that come from the user's input or environment (missing or malformed files, bad arguments, an unreachable
 # model, an unwritable output): reported as one line, without a traceback. ElmoWeightsError is a ValueError; it is

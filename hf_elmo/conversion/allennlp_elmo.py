@@ -8,7 +8,6 @@ copied, so that a truncated, mismatched or foreign file fails with a message tha
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -27,6 +26,7 @@ from ..model_folders import LM_HEAD_TRAINED
 from ..models.elmo.configuration_elmo import ElmoConfig
 from ..models.elmo.modeling_elmo import ElmoForLanguageModeling, ElmoModel
 from ..models.elmo.tokenization_elmo import ElmoTokenizer
+from .common import ConversionError, check_output_dir, file_sha256, save_folder, seeded_model
 
 
 class ElmoWeightsError(ValueError):
@@ -168,10 +168,6 @@ VERIFY_ATOL = 1e-6
 logger = logging.getLogger(__name__)
 
 
-class ConversionError(RuntimeError):
-    """The converted folder does not reproduce the converted model (a bug, not a problem with the input files)."""
-
-
 def published_size(config: ElmoConfig, weights_name: str | None = None) -> str:
     """Which published ELMo ``config`` has the architecture of: ``"small"``, ``"medium"``, ``"original"``,
     ``"original 5.5B"`` (the original's dimensions, told apart only by "5.5B" in the weight file's name) or
@@ -225,7 +221,7 @@ def convert_allennlp_elmo(
     for path, what in ((options, "options"), (weights, "weight"), (vocab, "vocabulary")):
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"ELMo {what} file not found: {path}")
-    _check_output_dir(output_dir)
+    check_output_dir(output_dir)
 
     register()
     tokenizer = ElmoTokenizer(vocab_file=str(vocab)) if vocab is not None else ElmoTokenizer()
@@ -234,10 +230,10 @@ def convert_allennlp_elmo(
     config = ElmoConfig.from_options_json(options, **extra)
     model_class = ElmoForLanguageModeling if vocab is not None else ElmoModel
     # A fixed seed: the only freshly initialised weights (the LM softmax) are then the same in every conversion.
-    model = _seeded_model(model_class, config)
+    model = seeded_model(model_class, config)
     load_elmo_weights(model, weights)  # validates every dataset before anything is written
     model.eval()
-    _save_folder(model, tokenizer, output_dir)
+    save_folder(model, tokenizer, output_dir)
     shutil.copyfile(options, output_dir / "elmo_options.json")
 
     max_diff = verify_saved_folder(model, tokenizer, output_dir)
@@ -245,7 +241,7 @@ def convert_allennlp_elmo(
     source = {
         "options": options.name,
         "weights": weights.name,
-        "weights_sha256": _sha256(weights),
+        "weights_sha256": file_sha256(weights),
         "vocab": vocab.name if vocab is not None else None,
     }
     elmo = getattr(model, "elmo", model)
@@ -315,40 +311,3 @@ def verify_saved_folder(model: torch.nn.Module, tokenizer: Any, folder: str | os
                     )
                 worst = max(worst, diff)
     return worst
-
-
-def _seeded_model(model_class: type, config: Any) -> Any:
-    """``model_class(config)`` initialised from seed 0, without touching the caller's random state: whatever the
-    conversion does not overwrite is then the same in every conversion."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return model_class(config)
-
-
-def _save_folder(model: Any, tokenizer: Any, output_dir: Path) -> None:
-    """``save_pretrained`` of the model (safetensors, checked) and of its tokenizer into ``output_dir``."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    # safetensors is the default format (transformers 4.x) and the only one (5.x), hence no safe_serialization=True,
-    # which transformers 5 no longer takes; the check below makes sure of it.
-    model.save_pretrained(output_dir)
-    if not (output_dir / "model.safetensors").is_file():
-        raise ConversionError(f"save_pretrained did not write {output_dir / 'model.safetensors'}")
-    tokenizer.save_pretrained(output_dir)
-
-
-def _check_output_dir(output_dir: Path) -> None:
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"output path exists and is not a directory: {output_dir}")
-    if output_dir.is_dir() and any(output_dir.iterdir()):
-        raise ValueError(
-            f"output directory {output_dir} is not empty: give a new or empty directory (stale files would be "
-            "mixed into the converted checkpoint)"
-        )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -39,7 +39,7 @@ from ..hub import push_folder
 from ..models.awd_lstm.configuration_awd_lstm import AWDLSTMConfig
 from ..models.awd_lstm.modeling_awd_lstm import AWDLSTMForLanguageModeling, AWDLSTMForSequenceClassification
 from ..models.awd_lstm.tokenization_awd_lstm import AWDLSTMTokenizer
-from .allennlp_elmo import ConversionError, _check_output_dir, _save_folder, _seeded_model, _sha256
+from .common import ConversionError, check_output_dir, file_sha256, save_folder, seeded_model
 from .safe_pickle import read_itos_pickle
 
 logger = logging.getLogger(__name__)
@@ -414,7 +414,7 @@ def convert_fastai_awd_lstm(
     for path, what in ((weights, "weight"), (vocab, "vocabulary")):
         if not path.is_file():
             raise FileNotFoundError(f"fastai {what} file not found: {path}")
-    _check_output_dir(output_dir)
+    check_output_dir(output_dir)
 
     register()
     itos = read_itos_pickle(vocab)
@@ -427,15 +427,15 @@ def convert_fastai_awd_lstm(
                 for name, tok in (("pad_token_id", "xxpad"), ("bos_token_id", "xxbos"), ("eos_token_id", "xxeos"))}
     config_fields = {**checkpoint.config_fields, **specials, **label_fields(checkpoint, labels)}
     config = AWDLSTMConfig(**config_fields)
-    model = _seeded_model(checkpoint.model_class, config)
+    model = seeded_model(checkpoint.model_class, config)
     load_awd_lstm_weights(model, checkpoint)
     model.eval()
-    _save_folder(model, tokenizer, output_dir)
+    save_folder(model, tokenizer, output_dir)
 
     max_diff = verify_saved_folder(model, tokenizer, output_dir)
     source = {
         "weights": weights.name,
-        "weights_sha256": _sha256(weights),
+        "weights_sha256": file_sha256(weights),
         "vocab": vocab.name,
         "format": checkpoint.source_format,
     }

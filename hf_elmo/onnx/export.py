@@ -34,11 +34,12 @@ import onnx
 import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
-from .. import __version__ as _hf_elmo_version
+from ..version import __version__ as _hf_elmo_version
+from ..conversion.common import check_output_dir
 from ..model_folders import LM_HEAD_TRAINED, check_model_folder, lm_head_untrained
 from .config import (HfElmoOnnxConfig, UnsupportedExportError, get_onnx_config, registered_model_types,
                      task_for_architecture, task_for_model)
-from .runtime import ONNX_FILE_NAME, _ort, make_session
+from .runtime import ONNX_FILE_NAME, import_onnxruntime, make_session
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def export_onnx(
         raise ValueError("fp16 and quantize are exclusive: an int8 model keeps float32 activations")
     if revision and not push_to_hub:
         raise ValueError("a revision (branch) only applies when pushing: give push_to_hub too")
-    _check_output_dir(output_dir)
+    check_output_dir(output_dir, what="the export")
 
     model, task, source = _resolve_model(model_or_path, task)
     _warn_if_untrained_head(model, task, source)
@@ -446,7 +447,7 @@ def optimize_for_cpu(src: Path, dst: Path, dtype: str = "float32") -> Path:
 
 def _ort_optimize(src: Path, dst: Path, level: str, dtype: str = "float32") -> Path:
     """``src`` with ONNX Runtime's graph optimisations of ``level`` ("basic", "extended") applied, saved to ``dst``."""
-    ort = _ort()
+    ort = import_onnxruntime()
     options = ort.SessionOptions()
     options.graph_optimization_level = {
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -466,14 +467,6 @@ def _ort_optimize(src: Path, dst: Path, level: str, dtype: str = "float32") -> P
 # --------------------------------------------------------------------------------------------------------------------
 # The folder
 # --------------------------------------------------------------------------------------------------------------------
-def _check_output_dir(output_dir: Path) -> None:
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"output path exists and is not a directory: {output_dir}")
-    if output_dir.is_dir() and any(output_dir.iterdir()):
-        raise ValueError(f"output directory {output_dir} is not empty: give a new or empty directory (stale files "
-                         "would be mixed into the export)")
-
-
 def _value_shape(value: onnx.ValueInfoProto) -> list[int | str]:
     return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
@@ -485,7 +478,7 @@ def _value_dtype(value: onnx.ValueInfoProto) -> str:
 def _onnx_section(exporter_config: HfElmoOnnxConfig, path: Path, opset: int, dtype: str, external_data: bool,
                   fp16: bool, quantize: str | None, optimize: bool, fp32_check: dict[str, Any],
                   check: dict[str, Any]) -> dict[str, Any]:
-    ort = _ort()
+    ort = import_onnxruntime()
     graph = onnx.load(str(path), load_external_data=False).graph
     external = path.name + EXTERNAL_DATA_SUFFIX
     return {

@@ -39,7 +39,8 @@ FP16_DISABLED_OPTIMIZERS = ("NchwcTransformer",)
 _IGNORED_INPUTS = ("token_ids", "token_type_ids", "num_items_in_batch")
 
 
-def _ort() -> Any:
+def import_onnxruntime() -> Any:
+    """The ``onnxruntime`` module, or an ImportError naming the extra to install."""
     try:
         import onnxruntime
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -73,7 +74,7 @@ def cuda_device_usable() -> bool:
 def choose_providers(provider: str | None = None) -> list[str]:
     """The execution providers to ask for: ``provider`` (with the CPU as fallback), else CUDA when ONNX Runtime has
     it (onnxruntime-gpu) and a CUDA device is usable, else the CPU."""
-    available = _ort().get_available_providers()
+    available = import_onnxruntime().get_available_providers()
     if provider is not None:
         if provider not in available:
             raise ValueError(f"execution provider {provider!r} is not available in this ONNX Runtime; available: "
@@ -87,7 +88,7 @@ def choose_providers(provider: str | None = None) -> list[str]:
 def make_session(path: str | os.PathLike, providers: list[str] | None = None, dtype: str | None = None,
                  session_options: Any = None) -> Any:
     """An ``InferenceSession`` of ``path`` (float16 models leave out FP16_DISABLED_OPTIMIZERS)."""
-    ort = _ort()
+    ort = import_onnxruntime()
     options = session_options if session_options is not None else ort.SessionOptions()
     kwargs: dict[str, Any] = {}
     if dtype == "float16":
