@@ -34,9 +34,9 @@ import onnx
 import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
-from ..version import __version__ as _hf_elmo_version
 from ..conversion.common import check_output_dir
 from ..model_folders import LM_HEAD_TRAINED, check_model_folder, lm_head_untrained
+from ..version import __version__ as _hf_elmo_version
 from .config import (HfElmoOnnxConfig, UnsupportedExportError, get_onnx_config, registered_model_types,
                      task_for_architecture, task_for_model)
 from .runtime import ONNX_FILE_NAME, import_onnxruntime, make_session
