@@ -41,6 +41,13 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
+from ..models.awd_lstm.modeling_awd_lstm import (
+    ConcatPool,
+    longest_first,
+    pooled_positions,
+    pooled_window_start,
+    real_tokens_first,
+)
 from .config import HfElmoOnnxConfig, PaddedDummyInputGenerator, check_id_range, checked_mask, register_onnx_config
 
 AWD_LSTM_TASKS = ("feature-extraction", "text-generation", "text-classification")
@@ -161,9 +168,7 @@ class _GraphEncoder(nn.Module):
     def compact(input_ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Each row's real tokens moved to the front, in order: (ids in that layout, the positions they came from,
         the rows' lengths)."""
-        width = input_ids.shape[1]
-        steps = torch.arange(width, device=input_ids.device).unsqueeze(0)
-        positions = torch.argsort(torch.where(mask, steps, steps + width), dim=1)  # distinct keys: a plain sort
+        positions = real_tokens_first(mask)
         return input_ids.gather(1, positions), positions, mask.sum(dim=1)
 
     def zero_state(self, batch: Tensor, like: Tensor) -> list[tuple[Tensor, Tensor]]:
@@ -252,54 +257,35 @@ class AWDLSTMClassifierGraph(nn.Module):
         ids, _, lengths = encoder.compact(input_ids, attention_mask != 0)
         # rows by falling length: the documents still going on at a chunk are then the leading rows, the only ones
         # the chunk's LSTM ops run (as the eager classifier does); the logits go back to the input's order
-        order = torch.argsort(lengths, descending=True)
+        order = longest_first(lengths)
         ids, lengths = ids[order], lengths[order]
         batch, width = ids.shape
         n_blocks = (width + block - 1) // block
         ids = nn.functional.pad(ids, (0, n_blocks * block - width))
         blocks = ids.view(batch, n_blocks, block).transpose(0, 1)  # (blocks, batch, block)
         starts = torch.arange(n_blocks, device=ids.device) * block
-        if self.max_len is None:
-            first_kept = torch.zeros_like(lengths)
-        else:  # the first pooled chunk: those starting within the last max_len tokens (fastai: sl - i <= max_len)
-            first_kept = torch.div(lengths - self.max_len + bptt - 1, bptt, rounding_mode="floor").clamp_min(0)
-        first_kept_start = first_kept * bptt
+        window = pooled_window_start(lengths, bptt, self.max_len)
         emb = self.encoder.embeddings.weight
         size = self.classifier.layers[0].batch_norm.num_features // 3
-        steps = torch.arange(block, device=ids.device).unsqueeze(0)
+        n_states = 2 * len(encoder.layers)
 
         def step(carry: tuple[Tensor, ...], xs: tuple[Tensor, Tensor]) -> tuple[tuple[Tensor, ...], Tensor]:
-            states, (total, largest, count, last) = carry[:-4], carry[-4:]
+            states, pool = carry[:n_states], ConcatPool(*carry[n_states:])
             chunk, start = xs
             remaining = lengths - start
-            active = remaining > 0  # rows whose document goes on in this chunk
-            x = encoder.embeddings(chunk)
             state = [(states[2 * l], states[2 * l + 1]) for l in range(len(encoder.layers))]
-            out, new_state = encoder.run(x, remaining.clamp(0, block), state)  # finished rows: states unchanged
-            # pooled positions: real tokens of the chunks fastai pools
-            keep = (steps < remaining.unsqueeze(1)) & (start + steps >= first_kept_start.unsqueeze(1))
-            keep_f = keep.unsqueeze(-1).to(out.dtype)
-            total = total + (out * keep_f).sum(dim=1)
-            chunk_max = out.masked_fill(~keep.unsqueeze(-1), float("-inf")).amax(dim=1)
-            # Greater + Where, not Max: ONNX Runtime's float16 converter keeps Max in float32 and mis-wires the casts
-            # it adds when a Max output is a loop body's output
-            largest = torch.where(chunk_max > largest, chunk_max, largest)
-            count = count + keep.sum(dim=1).to(out.dtype)
-            ends = active & (remaining <= block)
-            index = (remaining - 1).clamp(0, block - 1)
-            at_end = out.gather(1, index.view(-1, 1, 1).expand(-1, 1, out.shape[-1])).squeeze(1)
-            last = torch.where(ends.unsqueeze(1), at_end, last)
+            out, new_state = encoder.run(encoder.embeddings(chunk), remaining.clamp(0, block), state)
+            # finished rows (remaining <= 0) keep their states and pool nothing
+            pool = pool.add(out, pooled_positions(remaining, start, block, window), remaining)
             flat = [t for h_c in new_state for t in h_c]
-            return (*flat, total, largest, count, last), count.sum().unsqueeze(0)
+            return (*flat, *pool), pool.count.sum().unsqueeze(0)
 
         init: list[Tensor] = []
         for h0, c0 in encoder.zero_state(lengths, emb):
             init += [h0, c0]
-        init += [emb.new_zeros(batch, size), emb.new_full((batch, size), float("-inf")), emb.new_zeros(batch),
-                 emb.new_zeros(batch, size)]
+        init += list(ConcatPool.start(batch, size, emb))
         final, _ = scan(step, tuple(init), (blocks, starts))
-        total, largest, count, last = final[-4:]
-        pooled = torch.cat([last, largest, total / count.clamp_min(1).unsqueeze(1)], dim=1)
+        pooled = ConcatPool(*final[n_states:]).pooled()
         return (self.classifier(pooled)[torch.argsort(order)],)
 
 

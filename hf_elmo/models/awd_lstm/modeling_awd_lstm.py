@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -450,7 +450,7 @@ class AWDLSTMModel(AWDLSTMPreTrainedModel):
         lengths = mask.sum(dim=1)
         rows = lengths.nonzero().squeeze(1)  # rows with at least one real token
         # positions of each row's real tokens first (in order), then its padding
-        positions = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+        positions = real_tokens_first(mask)
         compact = x.gather(1, positions.unsqueeze(-1).expand_as(x))[rows]
         packed = pack_padded_sequence(compact, lengths[rows].cpu(), batch_first=True, enforce_sorted=False)
         row_ids = torch.arange(rows.numel(), device=x.device).unsqueeze(1).expand(-1, width)
@@ -576,7 +576,9 @@ class AWDLSTMForLanguageModeling(AWDLSTMPreTrainedModel, GenerationMixin):
             loss = lm_loss
             if self.training:
                 mask = None if attention_mask is None else attention_mask.to(raw.device).bool()
-                ar_loss, tar_loss = _activation_regularization(self.config, raw, dropped, mask)
+                penalty = ActivationPenalty(self.config.ar_alpha, self.config.tar_beta, raw)
+                penalty.add(dropped, raw, mask)
+                ar_loss, tar_loss = penalty.terms()
                 loss = loss + ar_loss + tar_loss
         result = AWDLSTMCausalLMOutput(
             loss=loss, logits=logits, lm_loss=lm_loss, ar_loss=ar_loss, tar_loss=tar_loss, raw_output=raw,
@@ -625,29 +627,129 @@ def lm_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: 
     return _LanguageModelCrossEntropy.apply(logits, targets, ignore_index)
 
 
-def _activation_regularization(config: AWDLSTMConfig, raw: torch.Tensor, dropped: torch.Tensor,
-                               mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """fastai's RNNRegularizer: AR = α·mean(dropped²), TAR = β·mean((raw[:, t+1] − raw[:, t])²), in float32,
-    over the real tokens (pairs of consecutive real tokens for TAR) when a mask is given. (fastai skips TAR for a
-    batch of one row, its ``len(h) > 1`` testing the batch size; here it is skipped for sequences of one token.)"""
-    zero = raw.new_zeros((), dtype=torch.float32)
-    ar = tar = zero
-    if config.ar_alpha:
-        sq = dropped.float().pow(2)
-        if mask is None:
-            ar = sq.mean()
-        else:
-            ar = (sq * mask.unsqueeze(-1)).sum() / (mask.sum() * sq.shape[-1]).clamp_min(1)
-        ar = config.ar_alpha * ar
-    if config.tar_beta and raw.shape[1] > 1:
-        sq = (raw[:, 1:] - raw[:, :-1]).float().pow(2)
-        if mask is None:
-            tar = sq.mean()
-        else:
-            pair = (mask[:, 1:] & mask[:, :-1]).unsqueeze(-1)
-            tar = (sq * pair).sum() / (pair.sum() * sq.shape[-1]).clamp_min(1)
-        tar = config.tar_beta * tar
-    return ar, tar
+class ActivationPenalty:
+    """fastai's ``RNNRegularizer``: AR = α·mean(dropped²) and TAR = β·mean((raw[t+1] − raw[t])²), in float32, over
+    the real tokens (TAR: over pairs of consecutive real tokens), accumulated over the chunks a document is read in
+    (the pair across two consecutive chunks included). A term whose coefficient is 0 is not computed. (fastai skips
+    TAR for a batch of one row, its ``len(h) > 1`` testing the batch size; here a single token has no pair.)"""
+
+    def __init__(self, ar_alpha: float, tar_beta: float, like: torch.Tensor) -> None:
+        self.ar_alpha, self.tar_beta = float(ar_alpha), float(tar_beta)
+        zero = like.new_zeros((), dtype=torch.float32)
+        self.ar_sum, self.ar_count, self.tar_sum, self.tar_count = zero, zero, zero, zero
+        self.previous: tuple[torch.Tensor, torch.Tensor] | None = None  # the last chunk's last (raw, keep)
+
+    def add(self, dropped: torch.Tensor, raw: torch.Tensor, keep: torch.Tensor | None = None) -> None:
+        """One chunk: ``dropped`` and ``raw`` (rows, time, size) the last layer's outputs after and before its
+        dropout, ``keep`` (rows, time) bool the positions counted (all when None). Rows are the batch's first
+        ``rows`` rows; a chunk following the previous one continues its pairs unless ``cut`` was called."""
+        size = raw.shape[-1]
+        if keep is None:
+            keep = torch.ones(raw.shape[:2], dtype=torch.bool, device=raw.device)
+        if self.ar_alpha:
+            self.ar_sum = self.ar_sum + (dropped.float().pow(2) * keep.unsqueeze(-1)).sum()
+            self.ar_count = self.ar_count + keep.sum() * size
+        if self.tar_beta:
+            pairs = (keep[:, 1:] & keep[:, :-1]).unsqueeze(-1)
+            self.tar_sum = self.tar_sum + ((raw[:, 1:] - raw[:, :-1]).float().pow(2) * pairs).sum()
+            self.tar_count = self.tar_count + pairs.sum() * size
+            if self.previous is not None:
+                rows = raw.shape[0]
+                prev_raw, prev_keep = self.previous[0][:rows], self.previous[1][:rows]
+                pair = (prev_keep & keep[:, 0]).unsqueeze(-1)
+                self.tar_sum = self.tar_sum + ((raw[:, 0] - prev_raw).float().pow(2) * pair).sum()
+                self.tar_count = self.tar_count + pair.sum() * size
+            self.previous = (raw[:, -1], keep[:, -1])
+
+    def cut(self) -> None:
+        """The next chunk does not continue this one (no TAR pair between them)."""
+        self.previous = None
+
+    def terms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(AR, TAR), each 0 when nothing was counted."""
+        return (self.ar_alpha * self.ar_sum / self.ar_count.clamp_min(1),
+                self.tar_beta * self.tar_sum / self.tar_count.clamp_min(1))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The classifier's reading of a document (fastai's SentenceEncoder + masked_concat_pool), stated once: the eager
+# classifier and its ONNX graph (hf_elmo/onnx/awd_lstm.py) both run these pieces.
+# --------------------------------------------------------------------------------------------------------------------
+def real_tokens_first(mask: torch.Tensor) -> torch.Tensor:
+    """(batch, time) positions that move each row's real tokens (``mask`` True) to its front, in order, then its
+    padding: ``x.gather(1, positions)`` is the compact layout, ``argsort(positions)`` the way back. The sort keys are
+    distinct (a padding position's key is its position plus the width), so any sort gives this order."""
+    width = mask.shape[1]
+    steps = torch.arange(width, device=mask.device).unsqueeze(0)
+    return torch.argsort(torch.where(mask, steps, steps + width), dim=1)
+
+
+def longest_first(lengths: torch.Tensor) -> torch.Tensor:
+    """Row order by falling length: in this order the documents still going on at any chunk are the leading rows,
+    the only ones that chunk's LSTM calls run (fastai's ``pad_input_chunk`` layout makes that so)."""
+    return torch.argsort(lengths, descending=True)
+
+
+def pooled_window_start(lengths: torch.Tensor, bptt: int, max_len: int | None) -> torch.Tensor:
+    """(batch,) the first position each document pools: the start of the first ``bptt`` chunk that starts within the
+    document's last ``max_len`` real tokens (fastai's ``sl - i <= max_len``); 0 without ``max_len``."""
+    if max_len is None:
+        return torch.zeros_like(lengths)
+    first_chunk = torch.div(lengths - max_len + bptt - 1, bptt, rounding_mode="floor").clamp_min(0)
+    return first_chunk * bptt
+
+
+def pooled_positions(remaining: torch.Tensor, start: int | torch.Tensor, width: int,
+                     window_start: torch.Tensor) -> torch.Tensor:
+    """(rows, width) bool: which of a chunk's positions are pooled. The chunk covers positions ``start ..
+    start + width - 1`` of each row's compact layout; ``remaining`` (rows,) is each row's length minus ``start``
+    (its real tokens from the chunk on) and ``window_start`` (rows,) its ``pooled_window_start``."""
+    steps = torch.arange(width, device=remaining.device).unsqueeze(0)
+    return (steps < remaining.unsqueeze(1)) & (start + steps >= window_start.unsqueeze(1))
+
+
+class ConcatPool(NamedTuple):
+    """The running [last, max, mean] pooling of fastai's ``masked_concat_pool`` over a document read chunk by chunk:
+    ``total`` and ``largest`` (batch, size), ``count`` (batch,) in the floating dtype, ``last`` (batch, size) the
+    output at the document's last real token."""
+
+    total: torch.Tensor
+    largest: torch.Tensor
+    count: torch.Tensor
+    last: torch.Tensor
+
+    @classmethod
+    def start(cls, batch: int, size: int, like: torch.Tensor) -> ConcatPool:
+        """Empty accumulators, in ``like``'s dtype and device."""
+        return cls(like.new_zeros(batch, size), like.new_full((batch, size), float("-inf")), like.new_zeros(batch),
+                   like.new_zeros(batch, size))
+
+    def add(self, out: torch.Tensor, keep: torch.Tensor, remaining: torch.Tensor) -> ConcatPool:
+        """The accumulators after one chunk: ``out`` (rows, width, size) the chunk's last-layer outputs for the
+        batch's first ``rows`` rows (the rest keep their values), ``keep`` (rows, width) its pooled positions, and
+        ``remaining`` (rows,) each row's real tokens from the chunk on (a row whose last token is in the chunk,
+        ``0 < remaining <= width``, takes its ``last``)."""
+        rows, width, size = out.shape
+        total, largest, count, last = (t[:rows] for t in self)
+        total = total + (out * keep.unsqueeze(-1).to(out.dtype)).sum(dim=1)
+        chunk_max = out.masked_fill(~keep.unsqueeze(-1), float("-inf")).amax(dim=1)
+        # Greater + Where, not Max: ONNX Runtime's float16 converter keeps Max in float32 and mis-wires the casts it
+        # adds when a Max output is a loop body's output
+        largest = torch.where(chunk_max > largest, chunk_max, largest)
+        count = count + keep.sum(dim=1).to(count.dtype)
+        ends = (remaining > 0) & (remaining <= width)
+        index = (remaining - 1).clamp(0, width - 1)
+        at_end = out.gather(1, index.view(-1, 1, 1).expand(-1, 1, size)).squeeze(1)
+        last = torch.where(ends.unsqueeze(1), at_end, last)
+        new = (total, largest, count, last)
+        if rows == self.total.shape[0]:
+            return ConcatPool(*new)
+        return ConcatPool(*(torch.cat([n, old[rows:]]) for n, old in zip(new, self)))
+
+    def pooled(self) -> torch.Tensor:
+        """(batch, 3·size): [last, max, mean] over the pooled positions."""
+        mean = self.total / self.count.clamp_min(1).unsqueeze(1).to(self.total.dtype)
+        return torch.cat([self.last, self.largest, mean], dim=1)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -771,119 +873,69 @@ class AWDLSTMForSequenceClassification(AWDLSTMPreTrainedModel):
     def encode_documents(self, input_ids: torch.Tensor, mask: torch.Tensor,
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """fastai's SentenceEncoder + masked_concat_pool, per document: returns the pooled [last, max, mean]
-        features (batch, 3·emb_size) and the AR and TAR terms over the pooled outputs."""
+        features (batch, 3·emb_size) and the AR and TAR terms over the pooled outputs (0 in eval mode)."""
         cfg, encoder = self.config, self.awd_lstm
-        batch, width = input_ids.shape
+        batch = input_ids.shape[0]
         lengths = mask.sum(dim=1)
         empty = (lengths == 0).nonzero().squeeze(1).tolist()
         if empty:
             raise ValueError(f"rows {empty} of the batch hold no real token (attention_mask all 0 / only padding)")
-        # Each document's real tokens first (compact layout), rows sorted by falling length: the rows still running
-        # at a chunk are then a prefix, as in fastai (whose pad_input_chunk layout makes that so).
-        positions = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
-        order = torch.argsort(lengths, descending=True, stable=True)
-        ids = input_ids.gather(1, positions)[order]
+        order = longest_first(lengths)
+        ids = input_ids.gather(1, real_tokens_first(mask))[order]
         lens = lengths[order]
         bptt = cfg.bptt
-        # first chunk that is pooled: the chunks starting within the last max_len tokens (fastai: sl - i <= max_len)
-        if cfg.max_len is None:
-            first_kept = torch.zeros_like(lens)
-        else:
-            first_kept = torch.div(lens - cfg.max_len + bptt - 1, bptt, rounding_mode="floor").clamp_min(0)
-        lens_l, first_kept_l = lens.tolist(), first_kept.tolist()
-        last_chunk = [(n - 1) // bptt for n in lens_l]
-        n_chunks = last_chunk[0] + 1
+        window = pooled_window_start(lens, bptt, cfg.max_len)
+        lens_l, window_l = lens.tolist(), window.tolist()
+        n_chunks = (lens_l[0] - 1) // bptt + 1
 
-        emb = cfg.emb_size
         param = encoder.embeddings.weight
-        neg_inf = torch.tensor(float("-inf"), device=param.device, dtype=param.dtype)
-        sum_acc = param.new_zeros(batch, emb)
-        max_acc = neg_inf.expand(batch, emb)
-        last_acc = param.new_zeros(batch, emb)
-        count = lens.new_zeros(batch)
-        ar_sum = param.new_zeros((), dtype=torch.float32)
-        ar_n = 0
-        tar_sum = param.new_zeros((), dtype=torch.float32)
-        tar_n = 0
-        prev_out: torch.Tensor | None = None  # previous chunk's last output (for TAR across chunks)
-        prev_kept: torch.Tensor | None = None
-        regularize = self.training and (cfg.ar_alpha > 0 or cfg.tar_beta > 0)
-
+        pool = ConcatPool.start(batch, cfg.emb_size, param)
+        penalty = ActivationPenalty(cfg.ar_alpha, cfg.tar_beta, param) if self.training else None
         state = encoder.zero_state(batch, param.device, param.dtype)
         k = 0
         while k < n_chunks:
-            n_act = sum(1 for n in lens_l if n > k * bptt)
+            start = k * bptt
+            n_act = sum(1 for n in lens_l if n > start)  # the documents still going on: the leading rows
             state = [(h[:, :n_act].detach(), c[:, :n_act].detach()) for h, c in state]
-            kept_rows = [b for b in range(n_act) if first_kept_l[b] <= k]
-            if not kept_rows:
+            if all(window_l[b] > start for b in range(n_act)):
                 # Not pooled for any running row: no graph is kept (fastai detaches the state after every chunk).
                 # In eval, consecutive such chunks go in one call (one direction only: a backward direction reads
                 # each chunk from its end, as fastai's does, so its chunks cannot be merged).
                 end = k + 1
                 if not self.training and not cfg.bidirectional:
                     limit = k + max(1, self.PREFIX_BLOCK_TOKENS // bptt)
-                    while (end < min(n_chunks, limit) and all(first_kept_l[b] > end for b in range(n_act))
+                    while (end < min(n_chunks, limit) and all(window_l[b] > end * bptt for b in range(n_act))
                            and sum(1 for n in lens_l if n > end * bptt) == n_act):
                         end += 1
                 with torch.no_grad():
-                    x = encoder.embed(ids[:n_act, k * bptt : end * bptt], None)
+                    x = encoder.embed(ids[:n_act, start : end * bptt], None)
                     _, _, state = encoder.run_layers(x, state)
-                prev_out = None
+                if penalty is not None:
+                    penalty.cut()
                 k = end
                 continue
 
-            start = k * bptt
             chunk = ids[:n_act, start : start + bptt]
-            width_k = chunk.shape[1]
-            pos = start + torch.arange(width_k, device=chunk.device)
-            real = pos.unsqueeze(0) < lens[:n_act].unsqueeze(1)
+            remaining = lens[:n_act] - start
+            real = torch.arange(chunk.shape[1], device=chunk.device).unsqueeze(0) < remaining.unsqueeze(1)
             x = encoder.embed(chunk, None)
             if cfg.bidirectional and not bool(real.all()):
                 # a document ends inside this chunk: its backward direction must start at its last real token
                 raw, _, state = encoder._run_packed(x, real, state)
             else:
                 raw, _, state = encoder.run_layers(x, state)
-            out = raw[-1]  # (n_act, width_k, emb): the last layer has no dropout after it
-            keep = real & (first_kept[:n_act] <= k).unsqueeze(1)
-            keep_f = keep.unsqueeze(-1).to(out.dtype)
-
-            def pad_rows(t: torch.Tensor, fill: torch.Tensor | float = 0.0) -> torch.Tensor:
-                if n_act == batch:
-                    return t
-                rest = torch.full((batch - n_act, *t.shape[1:]), fill, device=t.device, dtype=t.dtype) \
-                    if not isinstance(fill, torch.Tensor) else fill.expand(batch - n_act, *t.shape[1:])
-                return torch.cat([t, rest])
-
-            sum_acc = sum_acc + pad_rows((out * keep_f).sum(dim=1))
-            max_acc = torch.maximum(max_acc, pad_rows(out.masked_fill(~keep.unsqueeze(-1), float("-inf")).amax(1),
-                                                      neg_inf))
-            count = count + pad_rows(keep.sum(dim=1))
-            ends_here = torch.tensor([last_chunk[b] == k for b in range(n_act)], device=out.device)
-            if bool(ends_here.any()):
-                idx = (lens[:n_act] - 1 - start).clamp(0, width_k - 1)
-                last = out[torch.arange(n_act, device=out.device), idx]
-                last_acc = torch.where(pad_rows(ends_here, False).unsqueeze(1), pad_rows(last), last_acc)
-            if regularize:
-                ar_sum = ar_sum + (out.float().pow(2) * keep_f).sum()
-                ar_n += int(keep.sum()) * emb
-                if width_k > 1:
-                    pair = (keep[:, 1:] & keep[:, :-1]).unsqueeze(-1)
-                    tar_sum = tar_sum + ((out[:, 1:] - out[:, :-1]).float().pow(2) * pair).sum()
-                    tar_n += int(pair.sum()) * emb
-                if prev_out is not None:
-                    pair = (prev_kept[:n_act] & keep[:, 0]).unsqueeze(-1)
-                    tar_sum = tar_sum + ((out[:, 0] - prev_out[:n_act]).float().pow(2) * pair).sum()
-                    tar_n += int(pair.sum()) * emb
-                prev_out, prev_kept = out[:, -1], keep[:, -1]
+            out = raw[-1]  # (n_act, chunk width, emb): the last layer has no dropout after it
+            keep = pooled_positions(remaining, start, chunk.shape[1], window[:n_act])
+            pool = pool.add(out, keep, remaining)
+            if penalty is not None:
+                penalty.add(out, out, keep)
             k += 1
 
-        mean = sum_acc / count.unsqueeze(1).to(sum_acc.dtype)
-        pooled_sorted = torch.cat([last_acc, max_acc, mean], dim=1)
-        inverse = torch.empty_like(order)
-        inverse[order] = torch.arange(batch, device=order.device)
-        pooled = pooled_sorted[inverse]
-        ar = cfg.ar_alpha * ar_sum / max(ar_n, 1)
-        tar = cfg.tar_beta * tar_sum / max(tar_n, 1)
+        pooled = pool.pooled()[torch.argsort(order)]
+        if penalty is None:
+            zero = param.new_zeros((), dtype=torch.float32)
+            return pooled, zero, zero
+        ar, tar = penalty.terms()
         return pooled, ar, tar
 
 
