@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import _VF, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
 from .configuration_awd_lstm import AWDLSTMConfig
@@ -861,7 +861,7 @@ class AWDLSTMForSequenceClassification(AWDLSTMPreTrainedModel):
         logits = self.classifier(pooled)
         loss = None
         if labels is not None:
-            loss = _classification_loss(self.config, logits, labels.to(logits.device))
+            loss = sequence_classification_loss(self.config, logits, labels.to(logits.device))
             if self.training:
                 loss = loss + ar_loss + tar_loss
         if not self.training:
@@ -939,19 +939,45 @@ class AWDLSTMForSequenceClassification(AWDLSTMPreTrainedModel):
         return pooled, ar, tar
 
 
-def _classification_loss(config: AWDLSTMConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The loss transformers' sequence classifiers use, chosen (and recorded) by ``config.problem_type``."""
+def sequence_classification_loss(config: PretrainedConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The loss of transformers' sequence classifiers, chosen by ``config.problem_type`` (set on first use, as
+    ``BertForSequenceClassification`` sets it, and saved with the config): ``num_labels == 1`` → regression (MSE);
+    integer labels of any width → single-label cross-entropy (-100 ignored); float or bool labels → multi-label BCE.
+
+    Shapes: ``logits`` (batch, num_labels); ``labels`` (batch,) class ids for single-label, (batch,) or (batch, 1)
+    targets for one-output regression, (batch, num_labels) for multi-output regression and multi-label. A label that
+    does not fit is refused with its shape or value rather than broadcast (MSE would silently broadcast (batch,)
+    against (batch, num_labels)) or reinterpreted.
+    """
+    num_labels = logits.shape[-1]
     if config.problem_type is None:
-        if config.num_labels == 1:
+        if num_labels == 1:
             config.problem_type = "regression"
-        elif labels.dtype in (torch.long, torch.int, torch.int16, torch.int8, torch.uint8):
-            config.problem_type = "single_label_classification"
-        else:
+        elif labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
             config.problem_type = "multi_label_classification"
-    if config.problem_type == "regression":
-        if config.num_labels == 1:
-            return F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
-        return F.mse_loss(logits.float(), labels.float())
+        else:
+            config.problem_type = "single_label_classification"
+    batch = logits.shape[0]
     if config.problem_type == "single_label_classification":
-        return F.cross_entropy(logits.float().view(-1, config.num_labels), labels.long().view(-1))
+        if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+            raise ValueError(f"single-label classification needs integer class ids as labels, got {labels.dtype}")
+        if labels.numel() != batch:
+            raise ValueError(f"labels of shape {tuple(labels.shape)}: single-label classification needs one class id "
+                             f"per sequence, shape ({batch},)")
+        labels = labels.reshape(-1).long()
+        bad = (labels != -100) & ((labels < 0) | (labels >= num_labels))
+        if bool(bad.any()):
+            raise ValueError(f"label {int(labels[bad][0])} is not a class id: the model has {num_labels} labels "
+                             f"(0..{num_labels - 1}; -100 is ignored)")
+        return F.cross_entropy(logits.float(), labels)
+    if config.problem_type == "regression" and num_labels == 1 and labels.numel() == batch:
+        return F.mse_loss(logits.float().reshape(-1), labels.float().reshape(-1))
+    if config.problem_type not in ("regression", "multi_label_classification"):
+        raise ValueError(f"problem_type {config.problem_type!r} is not one of 'regression', "
+                         "'single_label_classification', 'multi_label_classification'")
+    if labels.shape != logits.shape:
+        raise ValueError(f"labels of shape {tuple(labels.shape)}: {config.problem_type} needs one target per "
+                         f"label, shape {tuple(logits.shape)}")
+    if config.problem_type == "regression":
+        return F.mse_loss(logits.float(), labels.float())
     return F.binary_cross_entropy_with_logits(logits.float(), labels.float())

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
 from .bilstm_elmo import (
@@ -504,8 +504,8 @@ class _ElmoHeadModel(ElmoPreTrainedModel):
 
 
 class ElmoForSequenceClassification(_ElmoHeadModel):
-    """ELMo → scalar mix → dropout → mean over the real words → linear. ``labels`` → cross-entropy (or MSE for
-    ``num_labels == 1``, BCE for ``problem_type="multi_label_classification"``)."""
+    """ELMo → scalar mix → dropout → mean over the real words → linear. ``labels`` → the loss of transformers'
+    sequence classifiers (``sequence_classification_loss``: MSE, cross-entropy or BCE by ``problem_type``)."""
 
     def __init__(self, config: ElmoConfig) -> None:
         super().__init__(config)
@@ -524,25 +524,55 @@ class ElmoForSequenceClassification(_ElmoHeadModel):
         logits = self.classifier(pooled)
         loss = None
         if labels is not None:
-            loss = _sequence_loss(self.config, logits, labels.to(logits.device))
+            loss = sequence_classification_loss(self.config, logits, labels.to(logits.device))
         result = ElmoClassifierOutput(loss=loss, logits=logits,
                                       hidden_states=out.hidden_states if output_hidden_states else None)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return result if return_dict else result.to_tuple()
 
 
-def _sequence_loss(config: ElmoConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+# Copied from hf_elmo.models.awd_lstm.modeling_awd_lstm.sequence_classification_loss
+def sequence_classification_loss(config: PretrainedConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The loss of transformers' sequence classifiers, chosen by ``config.problem_type`` (set on first use, as
+    ``BertForSequenceClassification`` sets it, and saved with the config): ``num_labels == 1`` → regression (MSE);
+    integer labels of any width → single-label cross-entropy (-100 ignored); float or bool labels → multi-label BCE.
+
+    Shapes: ``logits`` (batch, num_labels); ``labels`` (batch,) class ids for single-label, (batch,) or (batch, 1)
+    targets for one-output regression, (batch, num_labels) for multi-output regression and multi-label. A label that
+    does not fit is refused with its shape or value rather than broadcast (MSE would silently broadcast (batch,)
+    against (batch, num_labels)) or reinterpreted.
+    """
+    num_labels = logits.shape[-1]
     if config.problem_type is None:
-        if config.num_labels == 1:
+        if num_labels == 1:
             config.problem_type = "regression"
-        elif labels.dtype in (torch.long, torch.int):
-            config.problem_type = "single_label_classification"
-        else:
+        elif labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
             config.problem_type = "multi_label_classification"
-    if config.problem_type == "regression":
-        return F.mse_loss(logits.squeeze(-1).float(), labels.float().view(-1))
+        else:
+            config.problem_type = "single_label_classification"
+    batch = logits.shape[0]
     if config.problem_type == "single_label_classification":
-        return F.cross_entropy(logits.float().view(-1, config.num_labels), labels.view(-1))
+        if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+            raise ValueError(f"single-label classification needs integer class ids as labels, got {labels.dtype}")
+        if labels.numel() != batch:
+            raise ValueError(f"labels of shape {tuple(labels.shape)}: single-label classification needs one class id "
+                             f"per sequence, shape ({batch},)")
+        labels = labels.reshape(-1).long()
+        bad = (labels != -100) & ((labels < 0) | (labels >= num_labels))
+        if bool(bad.any()):
+            raise ValueError(f"label {int(labels[bad][0])} is not a class id: the model has {num_labels} labels "
+                             f"(0..{num_labels - 1}; -100 is ignored)")
+        return F.cross_entropy(logits.float(), labels)
+    if config.problem_type == "regression" and num_labels == 1 and labels.numel() == batch:
+        return F.mse_loss(logits.float().reshape(-1), labels.float().reshape(-1))
+    if config.problem_type not in ("regression", "multi_label_classification"):
+        raise ValueError(f"problem_type {config.problem_type!r} is not one of 'regression', "
+                         "'single_label_classification', 'multi_label_classification'")
+    if labels.shape != logits.shape:
+        raise ValueError(f"labels of shape {tuple(labels.shape)}: {config.problem_type} needs one target per "
+                         f"label, shape {tuple(logits.shape)}")
+    if config.problem_type == "regression":
+        return F.mse_loss(logits.float(), labels.float())
     return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
 
 
