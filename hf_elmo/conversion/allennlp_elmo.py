@@ -142,7 +142,7 @@ def load_elmo_weights(model: torch.nn.Module, weights_path: str | os.PathLike) -
     with torch.no_grad():
         for name, value in state.items():
             own[name].copy_(value.to(own[name].dtype))
-    elmo._packed_cache.clear()
+    elmo.clear_weight_cache()
 
 
 # --------------------------------------------------------------------------------------------------------------------

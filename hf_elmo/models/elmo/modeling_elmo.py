@@ -382,14 +382,21 @@ class ElmoModel(ElmoPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.char_encoder.char_embedding
 
+    def clear_weight_cache(self) -> None:
+        """Drops the pre-packed copies of the weights (``PackedLinearCache``). They are rebuilt when a weight's
+        version counter changes (``load_state_dict``, ``copy_``), on ``.train()``/``.eval()`` and on ``.to()``;
+        call this after changing weights in eval mode by a route that bypasses the counters (a fused optimizer step,
+        writes through ``.data``)."""
+        self._packed_cache.clear()
+
     def train(self, mode: bool = True) -> "ElmoModel":
         # see PackedLinearCache: pre-packed weights are only trusted in eval mode
-        self._packed_cache.clear()
+        self.clear_weight_cache()
         self._packed_cache.enabled = not mode
         return super().train(mode)
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> "ElmoModel":
-        self._packed_cache.clear()
+        self.clear_weight_cache()
         return super()._apply(fn, *args, **kwargs)
 
     def zero_state(self, batch_size: int, device: torch.device | None = None,
@@ -516,7 +523,8 @@ class ElmoForSequenceClassification(_ElmoHeadModel):
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
                 return_dict: bool | None = None, **kwargs: Any) -> ElmoClassifierOutput | tuple:
-        out = self.elmo(input_ids, attention_mask, output_hidden_states=output_hidden_states, **kwargs)
+        out = self.elmo(input_ids, attention_mask, output_hidden_states=output_hidden_states, return_dict=True,
+                        **kwargs)
         mask = _word_mask(input_ids, attention_mask).to(out.last_hidden_state.device)
         x = self.dropout(out.last_hidden_state)
         m = mask.unsqueeze(-1).to(x.dtype)
@@ -588,7 +596,8 @@ class ElmoForTokenClassification(_ElmoHeadModel):
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, output_hidden_states: bool | None = None,
                 return_dict: bool | None = None, **kwargs: Any) -> ElmoClassifierOutput | tuple:
-        out = self.elmo(input_ids, attention_mask, output_hidden_states=output_hidden_states, **kwargs)
+        out = self.elmo(input_ids, attention_mask, output_hidden_states=output_hidden_states, return_dict=True,
+                        **kwargs)
         logits = self.classifier(self.dropout(out.last_hidden_state))
         loss = None
         if labels is not None:
@@ -618,6 +627,9 @@ class ElmoForLanguageModeling(ElmoPreTrainedModel):
         if config.vocab_size <= 0:
             raise ValueError("ElmoForLanguageModeling needs config.vocab_size > 0 (the word vocabulary's size)")
         self.elmo = ElmoModel(config)
+        # the LM objective reads the top layer, never the scalar mixes (bilm-tf's LM has none; they are learned by
+        # the downstream task): frozen, so that no trainable weight goes without a gradient (DDP needs every one)
+        self.elmo.scalar_mixes.requires_grad_(False)
         self.softmax = nn.Linear(config.projection_dim, config.vocab_size)
         self.post_init()
 
@@ -644,7 +656,7 @@ class ElmoForLanguageModeling(ElmoPreTrainedModel):
                 output_hidden_states: bool | None = None, return_dict: bool | None = None,
                 **kwargs: Any) -> ElmoLanguageModelingOutput | tuple:
         out = self.elmo(input_ids, attention_mask, state=state, use_cache=use_cache, output_hidden_states=True,
-                        **kwargs)
+                        return_dict=True, **kwargs)
         top = out.hidden_states[-1]
         p = self.config.projection_dim
         fwd_h, bwd_h = top[..., :p], top[..., p:]
