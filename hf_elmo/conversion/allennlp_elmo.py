@@ -68,19 +68,88 @@ def _open_hdf5(path: str | os.PathLike):
         raise ElmoWeightsError(f"{path} is not a readable HDF5 file (truncated or not HDF5?): {e}") from None
 
 
+# A weight file is read from its own bytes only. HDF5 lets a dataset's bytes come from elsewhere: external storage
+# (the raw bytes of any local file, at any offset), external links (an object of another HDF5 file), soft links (another
+# path, possibly dangling) and virtual datasets (a mapping onto other files' datasets). A converter that followed them
+# would copy a local file into model.safetensors (and push it to the Hub with --push-to-hub), so every one of them is
+# refused, naming it, before a single value is read. An ELMo file holds ~30 objects; a file with more than this many
+# is not one, and walking it further would only spend time.
+MAX_HDF5_OBJECTS = 10_000
+
+
+def hdf5_datasets(f: Any, path: str | os.PathLike) -> tuple[dict[str, Any], list[str]]:
+    """Every dataset of the open HDF5 file ``f`` (name → ``h5py.Dataset``, names without the leading ``/``) and the
+    names of its groups, found through hard links only: never following a link, so a dangling one is refused like
+    any other.
+
+    Raises [`ElmoWeightsError`] naming the object for a soft or external link, a dataset stored outside the file
+    (external storage) or a virtual dataset, and for a file of more than ``MAX_HDF5_OBJECTS`` objects.
+    """
+    import h5py
+
+    datasets: dict[str, Any] = {}
+    groups: list[str] = []
+    refused: list[str] = []
+    pending = [("", f)]
+    seen = 0
+    while pending:
+        prefix, group = pending.pop()
+        for key in group:
+            name = prefix + key
+            seen += 1
+            if seen > MAX_HDF5_OBJECTS:
+                raise ElmoWeightsError(f"{path} holds more than {MAX_HDF5_OBJECTS} HDF5 objects: not an ELMo weight "
+                                       "file")
+            link = group.get(key, getlink=True)
+            if isinstance(link, h5py.SoftLink):
+                refused.append(f"'{name}' is a soft link (to '{link.path}')")
+                continue
+            if isinstance(link, h5py.ExternalLink):
+                refused.append(f"'{name}' is an external link (to '{link.path}' in {link.filename})")
+                continue
+            if not isinstance(link, h5py.HardLink):
+                refused.append(f"'{name}' is a user-defined link")
+                continue
+            obj = group[key]
+            if isinstance(obj, h5py.Group):
+                groups.append(name)
+                pending.append((name + "/", obj))
+            elif isinstance(obj, h5py.Dataset):
+                if obj.external:
+                    files = ", ".join(sorted({os.fsdecode(e[0]) for e in obj.external}))
+                    refused.append(f"dataset '{name}' is stored outside the file (HDF5 external storage in {files})")
+                elif obj.is_virtual:
+                    refused.append(f"dataset '{name}' is a virtual dataset (its values live in other files)")
+                else:
+                    datasets[name] = obj
+            else:  # a named datatype: no values, and nothing an ELMo file holds
+                datasets[name] = obj
+    if refused:
+        raise ElmoWeightsError(
+            f"{path}: refused, a weight file must hold its own values (links, external storage and virtual datasets "
+            "could read other files into the converted model):\n  - " + "\n  - ".join(sorted(refused))
+        )
+    return datasets, groups
+
+
 def read_elmo_hdf5(path: str | os.PathLike, config: ElmoConfig) -> dict[str, np.ndarray]:
-    """Reads and validates every dataset; raises [`ElmoWeightsError`] listing each missing or mis-shaped one."""
+    """Reads and validates every dataset; raises [`ElmoWeightsError`] listing each missing or mis-shaped one, and
+    before reading anything for links and datasets stored elsewhere (``hdf5_datasets``)."""
     expected = expected_datasets(config)
     arrays: dict[str, np.ndarray] = {}
     problems: list[str] = []
     with _open_hdf5(path) as f:
+        found, groups = hdf5_datasets(f, path)
         for name, shape in expected.items():
-            if name not in f:
+            if name in groups:
+                problems.append(f"'{name}' is a group, expected a dataset of shape {shape}")
+                continue
+            if name not in found:
                 problems.append(f"missing dataset '{name}' (expected shape {shape})")
                 continue
-            ds = f[name]
+            ds = found[name]
             if not hasattr(ds, "shape"):
-                problems.append(f"'{name}' is a group, expected a dataset of shape {shape}")
+                problems.append(f"'{name}' is not a dataset, expected a dataset of shape {shape}")
                 continue
             if tuple(ds.shape) != shape:
                 problems.append(f"dataset '{name}' has shape {tuple(ds.shape)}, the options say {shape}")
