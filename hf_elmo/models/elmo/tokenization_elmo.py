@@ -14,10 +14,13 @@ import os
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 from transformers import BatchEncoding, PreTrainedTokenizer
+from transformers.tokenization_utils_base import PaddingStrategy, TruncationStrategy
+from transformers.utils import to_py_obj
 
 VOCAB_FILES_NAMES = {"vocab_file": "vocab.txt"}
 
@@ -116,6 +119,56 @@ def word_to_char_ids(word: str, max_characters_per_token: int = 50) -> list[int]
     return [i + 1 for i in ids]
 
 
+def char_ids_to_word(row: Sequence[int]) -> str:
+    """The word that ``word_to_char_ids`` made these character ids from (its first 48 UTF-8 bytes: the rest of a
+    longer word was never encoded); an all-zero row (padding, "no word") is the empty string.
+
+    Raises:
+        ValueError: the row is not one of ELMo's character-id rows (no BOW first, or no EOW).
+    """
+    values = [int(v) for v in row]
+    if not any(values):
+        return ""
+    if values[0] != BOW_CHAR + 1 or EOW_CHAR + 1 not in values:
+        raise ValueError(f"not an ELMo character-id row (BOW={BOW_CHAR + 1} first, then bytes + 1, EOW="
+                         f"{EOW_CHAR + 1}): {values[:8]}...")
+    body = values[1 : values.index(EOW_CHAR + 1)]
+    if body == [BOS_CHAR + 1]:
+        return ElmoTokenizer.BOS_WORD
+    if body == [EOS_CHAR + 1]:
+        return ElmoTokenizer.EOS_WORD
+    if any(not 1 <= v <= 256 for v in body):
+        raise ValueError(f"not an ELMo character-id row: byte ids must be 1..256, got {body}")
+    # a word cut at 48 bytes may end inside a multi-byte character: that partial character is dropped
+    return bytes(v - 1 for v in body).decode("utf-8", "ignore")
+
+
+def _nesting(value: Any) -> int:
+    """How deeply ``value`` nests (0 for a number, 1 for a list of numbers, ...; arrays and tensors by ``ndim``):
+    it tells one ELMo sequence (words x characters: 2) from a batch of them (3)."""
+    depth = 0
+    while True:
+        if hasattr(value, "ndim"):
+            return depth + int(value.ndim)
+        if not isinstance(value, (list, tuple)):
+            return depth
+        depth += 1
+        value = next((v for v in value if not isinstance(v, (list, tuple)) or len(v)), None)
+        if value is None:
+            return depth
+
+
+class _CharRow(list):
+    """One word's character ids as the list of ints that transformers' encoding paths carry, with the same ids as an
+    array beside it: a batch's tensor is stacked from the arrays, ~10x faster than converting nested lists."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, ids: list[int]) -> None:
+        super().__init__(ids)
+        self.array = np.asarray(ids, dtype=np.int64)
+
+
 class ElmoBatchEncoding(BatchEncoding):
     """A ``BatchEncoding`` that knows which input word every position came from (``word_ids``)."""
 
@@ -133,8 +186,20 @@ class ElmoBatchEncoding(BatchEncoding):
         return self.word_ids(batch_index)
 
 
+# What encoding takes beside the arguments the base class names: ours (return_token_ids) and what transformers'
+# own entry points hand over (split_special_tokens; 4.x's _encode_plus gets it too).
+_EXTRA_ENCODE_ARGS = frozenset({"return_token_ids", "split_special_tokens"})
+
+
 class ElmoTokenizer(PreTrainedTokenizer):
     """Turns text into ELMo's character ids: ``input_ids`` (batch, words, 50) and ``attention_mask`` (batch, words).
+
+    A token is a word. Its model input, the element of ``input_ids``, is the word's row of 50 character ids, so
+    ``input_ids`` is words x 50 per sequence; ``convert_tokens_to_ids`` gives the word-vocabulary ids instead (what
+    the LM head predicts, ``return_token_ids=True``), as transformers' special-token ids (``bos_token_id``, ...) do.
+    ``convert_ids_to_tokens``/``decode`` read both: an int is a vocabulary id, a row of character ids is the word it
+    spells. Encoding runs through transformers' own paths (``encode``, ``__call__``, ``prepare_for_model``, ``pad``)
+    with this tokenizer's boundaries (``build_inputs_with_special_tokens``) and padding rows (``_pad``).
 
     Args:
         vocab_file: optional word vocabulary, one word per line (the bilm-tf format, ``<S>``, ``</S>``, ``<UNK>``
@@ -142,6 +207,8 @@ class ElmoTokenizer(PreTrainedTokenizer):
         max_characters_per_token: characters per word (50 in every published ELMo).
         do_split: split raw text into words (Moses-style); ``is_split_into_words=True`` bypasses it per call.
         model_max_length: maximum number of words per sequence, boundaries included, used by ``truncation=True``.
+        pad_token: the name of a padding position, whose row of character ids is all zeros ("no word"); it is not a
+            word of the vocabulary (``token_ids`` are -100 there).
     """
 
     vocab_files_names = VOCAB_FILES_NAMES
@@ -158,7 +225,9 @@ class ElmoTokenizer(PreTrainedTokenizer):
         bos_token: str = "<S>",
         eos_token: str = "</S>",
         unk_token: str = "<UNK>",
+        pad_token: str = "<pad>",
         model_max_length: int = 10**6,
+        clean_up_tokenization_spaces: bool = False,
         **kwargs: Any,
     ) -> None:
         if max_characters_per_token < 3:
@@ -177,13 +246,17 @@ class ElmoTokenizer(PreTrainedTokenizer):
         self._unk_word = str(unk_token)
         self.ids_to_tokens = {i: w for w, i in self.vocab.items()}
         self._char_cache: dict[str, np.ndarray] = {}
+        self._row_cache: dict[str, _CharRow] = {}
+        self._padding_row = _CharRow([0] * self.max_characters_per_token)  # "no word"
         super().__init__(
             bos_token=bos_token,
             eos_token=eos_token,
             unk_token=unk_token,
+            pad_token=pad_token,
             max_characters_per_token=max_characters_per_token,
             do_split=do_split,
             model_max_length=model_max_length,
+            clean_up_tokenization_spaces=clean_up_tokenization_spaces,
             **kwargs,
         )
 
@@ -260,6 +333,63 @@ class ElmoTokenizer(PreTrainedTokenizer):
                 self._char_cache[word] = ids
         return ids
 
+    @property
+    def pad_token_id(self) -> int | None:
+        """0: what pipelines and collators fill the padding positions of ``input_ids`` with, so that a padding
+        position is the all-zero row of character ids that ELMo reads as "no word". (The word vocabulary has no
+        padding word: ``token_ids`` are -100 there.)"""
+        return None if self.pad_token is None else 0
+
+    def _char_row(self, word: str) -> _CharRow:
+        """``word_char_ids`` as the list of ints that transformers' encoding paths carry (cached, and never changed
+        in place: prepare_for_model and pad only build new lists of rows)."""
+        row = self._row_cache.get(word)
+        if row is None:
+            row = _CharRow(word_to_char_ids(word, self.max_characters_per_token))
+            if len(self._row_cache) < 1_000_000:
+                self._row_cache[word] = row
+        return row
+
+    def convert_tokens_to_char_ids(self, tokens: str | Sequence[str]) -> list[int] | list[list[int]]:
+        """The model input of words: one row of character ids per word (one row for a single word), what
+        ``input_ids`` holds (the pad token: the all-zero row of padding); ``convert_tokens_to_ids`` gives their
+        word-vocabulary ids instead."""
+        def row(token: str) -> list[int]:
+            return list(self._padding_row if token == self.pad_token else self._char_row(token))
+
+        return row(tokens) if isinstance(tokens, str) else [row(str(t)) for t in tokens]
+
+    def _is_char_sequence(self, ids: Any) -> bool:
+        """Whether ``ids`` (python lists) is one sequence of character-id rows rather than of vocabulary ids."""
+        return (isinstance(ids, (list, tuple)) and len(ids) > 0 and isinstance(ids[0], (list, tuple))
+                and all(len(r) == self.max_characters_per_token for r in ids))
+
+    # ----- special tokens: <S> ... </S> around every sequence -----
+    def build_inputs_with_special_tokens(self, token_ids_0: list, token_ids_1: list | None = None) -> list:
+        """``<S>`` + the words + ``</S>``, as the biLM was trained: the boundaries in the element type given
+        (character rows for ``input_ids``, vocabulary ids for a list of ints)."""
+        if token_ids_1 is not None:
+            raise ValueError("ElmoTokenizer encodes single sequences; a pair of sequences is not supported")
+        if token_ids_0 and not isinstance(token_ids_0[0], (list, tuple)):
+            return [self.bos_token_id, *token_ids_0, self.eos_token_id]
+        return [self._char_row(self.BOS_WORD), *token_ids_0, self._char_row(self.EOS_WORD)]
+
+    def get_special_tokens_mask(self, token_ids_0: list, token_ids_1: list | None = None,
+                                already_has_special_tokens: bool = False) -> list[int]:
+        """1 at the ``<S>``/``</S>`` boundaries (and, for encoded input, at padding), 0 at words."""
+        if token_ids_1 is not None:
+            raise ValueError("ElmoTokenizer encodes single sequences; a pair of sequences is not supported")
+        if not already_has_special_tokens:
+            return [1] + [0] * len(token_ids_0) + [1]
+        special_rows = (self._char_row(self.BOS_WORD), self._char_row(self.EOS_WORD))
+        special_ids = set(self.all_special_ids)
+        return [int(list(t) in special_rows or not any(t)) if isinstance(t, (list, tuple)) else int(t in special_ids)
+                for t in token_ids_0]
+
+    def create_token_type_ids_from_sequences(self, token_ids_0: list, token_ids_1: list | None = None) -> list[int]:
+        return [0] * len(self.build_inputs_with_special_tokens(token_ids_0, token_ids_1))
+
+    # ----- encoding: transformers' _encode_plus (5.x: single and batched; 4.x: single) and _batch_encode_plus -----
     def _as_batch(self, text: Any, is_split_into_words: bool) -> tuple[list[list[str]], bool]:
         """Normalises the accepted input forms into a list of word lists; says whether the input was batched."""
         if isinstance(text, str):
@@ -281,131 +411,176 @@ class ElmoTokenizer(PreTrainedTokenizer):
                 raise ValueError("got a batch of word lists: pass is_split_into_words=True")
         raise TypeError(f"text must be a string, a list of strings or (with is_split_into_words) word lists, got {type(text).__name__}")
 
-    def __call__(  # type: ignore[override]
-        self,
-        text: str | Sequence[str] | Sequence[Sequence[str]] | None = None,
-        text_pair: Any = None,
-        add_special_tokens: bool = True,
-        padding: bool | str = False,
-        truncation: bool | str | None = None,
-        max_length: int | None = None,
-        is_split_into_words: bool = False,
-        pad_to_multiple_of: int | None = None,
-        return_tensors: str | None = None,
-        return_attention_mask: bool | None = True,
-        return_token_ids: bool = False,
-        return_length: bool = False,
-        padding_side: str | None = None,
-        **kwargs: Any,
-    ) -> ElmoBatchEncoding:
-        """Encodes text (or pre-split words) as ELMo character ids.
+    def _get_padding_truncation_strategies(self, padding: Any = False, truncation: Any = None,
+                                           max_length: int | None = None, *args: Any, **kwargs: Any) -> tuple:
+        # transformers pads padding="max_length" without max_length to model_max_length: a million words of 50
+        # character ids here (the default), so ask for the length instead
+        if padding == "max_length" and max_length is None:
+            raise ValueError("padding='max_length' needs max_length")
+        for name, value, kind in (("padding", padding, PaddingStrategy), ("truncation", truncation, TruncationStrategy)):
+            if isinstance(value, str) and value not in {s.value for s in kind}:
+                raise ValueError(f"unsupported {name} {value!r}: True, False or one of {[s.value for s in kind]}")
+        return super()._get_padding_truncation_strategies(padding, truncation, max_length, *args, **kwargs)
 
-        Args:
-            text: a string, a list of strings, or with ``is_split_into_words=True`` a list of words / of word lists.
-            add_special_tokens: wrap each sequence in ``<S>`` … ``</S>`` as the biLM was trained (default True).
-            padding: ``True``/``"longest"`` pads to the longest sequence, ``"max_length"`` to ``max_length``;
-                a batch that is returned as tensors is always padded to its longest sequence.
-            truncation: keep at most ``max_length`` words (boundaries included; ``</S>`` is kept at the end).
-            return_tensors: ``"pt"``, ``"np"`` or None (lists).
-            return_token_ids: also return ``token_ids``, the word-vocabulary ids the LM head predicts (-100 at padding).
-            return_length: also return ``length``, the number of words of every sequence.
-        """
+    def _encode_plus(self, text: Any, text_pair: Any = None, is_split_into_words: bool = False,
+                     **kwargs: Any) -> ElmoBatchEncoding:  # type: ignore[override]
         if text_pair is not None:
             raise ValueError("ElmoTokenizer encodes single sequences; text_pair is not supported")
-        unknown = set(kwargs) - {"verbose", "return_token_type_ids", "stride", "return_overflowing_tokens",
-                                 "return_special_tokens_mask", "return_offsets_mapping", "split_special_tokens"}
-        if unknown:
-            raise TypeError(f"ElmoTokenizer got unexpected arguments: {sorted(unknown)}")
         if text is None:
             raise ValueError("ElmoTokenizer needs `text`")
         batch, batched = self._as_batch(text, is_split_into_words)
-        if truncation is True or truncation in ("longest_first", "only_first"):
-            limit = max_length if max_length is not None else self.model_max_length
-        elif truncation in (None, False, "do_not_truncate"):
-            limit = None
-        else:
-            raise ValueError(f"unsupported truncation {truncation!r}")
+        texts = None if is_split_into_words else ([text] if isinstance(text, str) else list(text))
+        return self._encode_words(batch, batched, texts, **kwargs)
+
+    def _batch_encode_plus(self, batch_text_or_text_pairs: Any, is_split_into_words: bool = False,
+                           **kwargs: Any) -> ElmoBatchEncoding:  # type: ignore[override]
+        # transformers 4.x encodes a batch here (5.x sends batches to _encode_plus as well)
+        batch, _ = self._as_batch(list(batch_text_or_text_pairs), is_split_into_words)
+        texts = None if is_split_into_words else list(batch_text_or_text_pairs)
+        return self._encode_words(batch, True, texts, **kwargs)
+
+    def _encode_words(
+        self,
+        batch: list[list[str]],
+        batched: bool,
+        texts: list[str] | None,
+        add_special_tokens: bool = True,
+        padding_strategy: PaddingStrategy = PaddingStrategy.DO_NOT_PAD,
+        truncation_strategy: TruncationStrategy = TruncationStrategy.DO_NOT_TRUNCATE,
+        max_length: int | None = None,
+        stride: int = 0,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_length: bool = False,
+        verbose: bool = True,
+        **kwargs: Any,
+    ) -> ElmoBatchEncoding:
+        """Every sequence through transformers' ``prepare_for_model`` (boundaries, truncation, special-tokens
+        mask), then the batch through ``pad``; beside them the word-vocabulary ids (``return_token_ids``), the
+        character offsets of every word (``return_offsets_mapping``) and which word each position holds
+        (``word_ids``), cut and padded as the positions are.
+
+        Raw text gives offsets into itself; pre-split words, as transformers' fast tokenizers give them, offsets
+        within each word, ``(0, len(word))``.
+        """
+        unknown = set(kwargs) - _EXTRA_ENCODE_ARGS
+        if unknown:
+            raise TypeError(f"ElmoTokenizer got unexpected arguments: {sorted(unknown)}")
+        if return_tensors not in (None, "pt", "np"):
+            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
+        return_token_ids = bool(kwargs.get("return_token_ids", False))
         n_special = 2 if add_special_tokens else 0
-        if limit is not None and limit < n_special + 1:
-            raise ValueError(f"max_length={limit} leaves no room for a word beside the {n_special} boundary tokens")
+        truncating = truncation_strategy != TruncationStrategy.DO_NOT_TRUNCATE and max_length is not None
+        if truncating and max_length < n_special + 1:
+            raise ValueError(f"max_length={max_length} leaves no room for a word beside the {n_special} boundary "
+                             "tokens")
+        if return_tensors is not None and batched and padding_strategy == PaddingStrategy.DO_NOT_PAD:
+            padding_strategy = PaddingStrategy.LONGEST  # tensors need one length: a batch is padded to its longest
 
-        sequences: list[list[str]] = []
-        word_index: list[list[int | None]] = []
-        for words in batch:
-            if limit is not None:
-                words = words[: limit - n_special]
-            idx: list[int | None] = list(range(len(words)))
-            if add_special_tokens:
-                words = [self.BOS_WORD, *words, self.EOS_WORD]
-                idx = [None, *idx, None]
-            sequences.append(words)
-            word_index.append(idx)
-
-        lengths = [len(s) for s in sequences]
-        if padding is True or padding == "longest":
-            target = max(lengths, default=0)
-        elif padding == "max_length":
-            if max_length is None:
-                raise ValueError("padding='max_length' needs max_length")
-            target = max_length
-        elif padding in (False, None, "do_not_pad"):
-            target = max(lengths, default=0) if (return_tensors is not None and batched) else None
-        else:
-            raise ValueError(f"unsupported padding {padding!r}")
-        if target is not None and pad_to_multiple_of:
-            target = -(-target // pad_to_multiple_of) * pad_to_multiple_of
+        columns: dict[str, list] = {}
+        word_ids: list[list[int | None]] = []
+        for k, words in enumerate(batch):
+            encoded = self.prepare_for_model(
+                [self._char_row(w) for w in words],
+                add_special_tokens=add_special_tokens,
+                padding=PaddingStrategy.DO_NOT_PAD.value,  # the batch is padded below, as a whole
+                truncation=truncation_strategy.value,
+                max_length=max_length,
+                stride=stride,
+                return_token_type_ids=return_token_type_ids,
+                return_attention_mask=False,
+                return_overflowing_tokens=return_overflowing_tokens,
+                return_special_tokens_mask=return_special_tokens_mask,
+                return_length=return_length,
+                verbose=verbose,
+            )
+            kept = self._kept_words(len(words), len(encoded["input_ids"]) - n_special)
+            boundary = [None] if add_special_tokens else []
+            word_ids.append(boundary + list(kept) + boundary)
+            if return_token_ids:
+                ids = [self._convert_token_to_id(words[j]) for j in kept]
+                encoded["token_ids"] = [self.bos_token_id, *ids, self.eos_token_id] if add_special_tokens else ids
+            if return_offsets_mapping:
+                spans = self._word_offsets(words, texts[k] if texts is not None else None)
+                encoded["offset_mapping"] = [spans[j] if j is not None else (0, 0) for j in word_ids[-1]]
+            for key, value in encoded.items():
+                columns.setdefault(key, []).append(value)
+        if not batch:
+            columns = {"input_ids": [], "attention_mask": []} if return_attention_mask is not False else {"input_ids": []}
+        padded = self.pad(
+            columns,
+            padding=padding_strategy.value,
+            max_length=max_length,
+            pad_to_multiple_of=pad_to_multiple_of,
+            padding_side=padding_side,
+            return_attention_mask=return_attention_mask,
+        ) if batch else columns
         side = padding_side or self.padding_side
+        for k, ids in enumerate(word_ids):
+            n_pad = len(padded["input_ids"][k]) - len(ids)
+            word_ids[k] = [None] * n_pad + ids if side == "left" else ids + [None] * n_pad
+        data = dict(padded)
+        if return_tensors is not None:
+            data = {key: self._as_array(key, value) for key, value in data.items()}
+        elif not batched:
+            data = {key: value[0] for key, value in data.items()}
+        if return_tensors == "pt":
+            import torch
 
-        n_chars = self.max_characters_per_token
-        ids_rows, mask_rows, tok_rows = [], [], []
-        for k, words in enumerate(sequences):
-            chars = np.stack([self.word_char_ids(w) for w in words]) if words else np.zeros((0, n_chars), np.int64)
-            mask = np.ones(len(words), dtype=np.int64)
-            toks = np.asarray([self._convert_token_to_id(w) for w in words], dtype=np.int64) if return_token_ids else None
-            if target is not None and target > len(words):
-                n_pad = target - len(words)
-                pad_c, pad_m = np.zeros((n_pad, n_chars), np.int64), np.zeros(n_pad, np.int64)
-                pad_t = np.full(n_pad, -100, np.int64)
-                if side == "left":
-                    chars, mask = np.concatenate([pad_c, chars]), np.concatenate([pad_m, mask])
-                    toks = np.concatenate([pad_t, toks]) if toks is not None else None
-                    word_index[k] = [None] * n_pad + word_index[k]
-                else:
-                    chars, mask = np.concatenate([chars, pad_c]), np.concatenate([mask, pad_m])
-                    toks = np.concatenate([toks, pad_t]) if toks is not None else None
-                    word_index[k] = word_index[k] + [None] * n_pad
-            ids_rows.append(chars)
-            mask_rows.append(mask)
-            tok_rows.append(toks)
+            data = {key: torch.from_numpy(value) for key, value in data.items()}
+        return ElmoBatchEncoding(data, word_ids, tensor_type=return_tensors)
 
-        data: dict[str, Any] = {}
-        if return_tensors is None:
-            data["input_ids"] = [r.tolist() for r in ids_rows]
-            if return_attention_mask is not False:
-                data["attention_mask"] = [m.tolist() for m in mask_rows]
-            if return_token_ids:
-                data["token_ids"] = [t.tolist() for t in tok_rows]
-            if return_length:
-                data["length"] = lengths
-            if not batched:
-                data = {k: v[0] for k, v in data.items()}
-        else:
-            if return_tensors not in ("pt", "np"):
-                raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
-            width = ids_rows[0].shape[0] if ids_rows else 0
-            data["input_ids"] = np.stack(ids_rows) if ids_rows else np.zeros((0, width, n_chars), np.int64)
-            if return_attention_mask is not False:
-                data["attention_mask"] = np.stack(mask_rows) if mask_rows else np.zeros((0, width), np.int64)
-            if return_token_ids:
-                data["token_ids"] = np.stack(tok_rows) if tok_rows else np.zeros((0, width), np.int64)
-            if return_length:
-                data["length"] = np.asarray(lengths, dtype=np.int64)
-        return ElmoBatchEncoding(data, word_index, tensor_type=return_tensors)
+    def _as_array(self, key: str, value: list) -> np.ndarray:
+        """One (padded) column as an int64 array, through numpy: much faster than transformers' conversion of
+        nested lists, which matters at 50 ids a word. An empty batch keeps its shape's trailing sizes."""
+        if not value:
+            trailing = {"input_ids": (0, self.max_characters_per_token), "offset_mapping": (0, 2)}.get(key, (0,))
+            return np.zeros((0, *trailing), dtype=np.int64)
+        if key in ("overflowing_tokens", "num_truncated_tokens"):
+            raise ValueError(f"{key} cannot be returned as tensors (its sequences differ in length); "
+                             "use return_tensors=None")
+        if key == "input_ids":
+            rows = [getattr(r, "array", None) for seq in value for r in seq]
+            if not rows:  # every sequence empty (no words, no boundaries)
+                return np.zeros((len(value), 0, self.max_characters_per_token), dtype=np.int64)
+            if all(r is not None for r in rows):
+                return np.stack(rows).reshape(len(value), -1, self.max_characters_per_token)
+        return np.asarray(value, dtype=np.int64)
 
+    def _kept_words(self, n_words: int, n_kept: int) -> range:
+        """The indices of the words that truncation kept (it cuts on ``truncation_side``)."""
+        if self.truncation_side == "left":
+            return range(n_words - n_kept, n_words)
+        return range(n_kept)
+
+    @staticmethod
+    def _word_offsets(words: list[str], text: str | None) -> list[tuple[int, int]]:
+        """Every word's (start, end) character span: in ``text`` when the words were split from it, else within the
+        word itself (pre-split input, the convention of transformers' fast tokenizers)."""
+        if text is None:
+            return [(0, len(w)) for w in words]
+        spans, cursor = [], 0
+        for word in words:
+            start = text.find(word, cursor)
+            if start < 0:
+                raise ValueError(f"cannot give offsets for {text!r}: the word {word!r} is not in the text as written "
+                                 "(Unicode normalisation or control characters changed it); pass the words with "
+                                 "is_split_into_words=True for offsets within each word")
+            spans.append((start, start + len(word)))
+            cursor = start + len(word)
+        return spans
+
+    # ----- padding: transformers' pad, with ELMo's padding rows -----
     def pad(  # type: ignore[override]
         self,
         encoded_inputs: Any,
-        padding: bool | str = True,
+        padding: bool | str | PaddingStrategy = True,
         max_length: int | None = None,
         pad_to_multiple_of: int | None = None,
         padding_side: str | None = None,
@@ -415,50 +590,109 @@ class ElmoTokenizer(PreTrainedTokenizer):
     ) -> BatchEncoding:
         """Pads a list of encoded examples (as ``datasets``/data collators hand them over) into one batch.
 
-        ``input_ids`` are padded with all-zero words, ``attention_mask`` with 0, ``token_ids`` and per-word
-        ``labels`` with -100; other fields (e.g. a sequence label) are stacked as they are.
+        ``input_ids`` are padded with all-zero words, ``attention_mask`` with 0, ``special_tokens_mask`` with 1,
+        ``token_ids`` and other per-word fields (e.g. ``labels``) with -100; other fields (e.g. a sequence label)
+        are stacked as they are. This is transformers' ``pad``; only one example (its ``input_ids`` words x 50,
+        which transformers would take for a batch) is wrapped into a batch of one here and unwrapped after.
         """
         if isinstance(encoded_inputs, (list, tuple)):
             if not encoded_inputs:
                 raise ValueError("pad() got an empty list of examples")
-            features = [dict(f) for f in encoded_inputs]
-        elif isinstance(encoded_inputs, dict):
-            keys = list(encoded_inputs)
-            features = [dict(zip(keys, vals)) for vals in zip(*(encoded_inputs[k] for k in keys))]
-        else:
+            if not all(isinstance(e, Mapping) for e in encoded_inputs):
+                raise TypeError("pad() takes a list of examples (dicts) or a dict of lists, got a list of "
+                                f"{type(encoded_inputs[0]).__name__}")
+            if "input_ids" not in encoded_inputs[0]:
+                raise ValueError("pad() needs 'input_ids' in every example")
+        elif not isinstance(encoded_inputs, Mapping):
             raise TypeError(f"pad() takes a list of examples or a dict of lists, got {type(encoded_inputs).__name__}")
-        if "input_ids" not in features[0]:
+        elif "input_ids" not in encoded_inputs:
             raise ValueError("pad() needs 'input_ids' in every example")
-        n_chars = self.max_characters_per_token
-        arrays = [np.asarray(_to_numpy(f["input_ids"]), dtype=np.int64).reshape(-1, n_chars) for f in features]
-        lengths = [a.shape[0] for a in arrays]
-        target = max(lengths)
-        if padding == "max_length" and max_length is not None:
-            target = max(target, max_length)
-        if pad_to_multiple_of:
-            target = -(-target // pad_to_multiple_of) * pad_to_multiple_of
-        left = (padding_side or self.padding_side) == "left"
+        elif _nesting(encoded_inputs["input_ids"]) == 2:
+            out = super().pad([dict(encoded_inputs)], padding=padding, max_length=max_length,
+                              pad_to_multiple_of=pad_to_multiple_of, padding_side=padding_side,
+                              return_attention_mask=return_attention_mask, return_tensors=return_tensors,
+                              verbose=verbose)
+            return BatchEncoding({key: value[0] for key, value in out.items()})
+        return super().pad(encoded_inputs, padding=padding, max_length=max_length,
+                           pad_to_multiple_of=pad_to_multiple_of, padding_side=padding_side,
+                           return_attention_mask=return_attention_mask, return_tensors=return_tensors,
+                           verbose=verbose)
 
-        def fit(a: np.ndarray, fill: int) -> np.ndarray:
-            n_pad = target - a.shape[0]
-            pad = np.full((n_pad,) + a.shape[1:], fill, dtype=np.int64)
-            return np.concatenate([pad, a] if left else [a, pad])
+    def _pad(
+        self,
+        encoded_inputs: dict[str, Any],
+        max_length: int | None = None,
+        padding_strategy: PaddingStrategy = PaddingStrategy.DO_NOT_PAD,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_attention_mask: bool | None = None,
+    ) -> dict:
+        """One example padded to ``max_length`` words: transformers' ``_pad`` with ELMo's padding, an all-zero row
+        of character ids ("no word"; ELMo has no padding token), and -100 for per-word fields it does not know."""
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
+        rows = encoded_inputs["input_ids"]
+        n = len(rows)
+        if padding_strategy == PaddingStrategy.LONGEST:
+            max_length = n
+        if max_length is not None and pad_to_multiple_of is not None and max_length % pad_to_multiple_of:
+            max_length = (max_length // pad_to_multiple_of + 1) * pad_to_multiple_of
+        if return_attention_mask and "attention_mask" not in encoded_inputs:
+            encoded_inputs["attention_mask"] = [1] * n
+        if padding_strategy == PaddingStrategy.DO_NOT_PAD or max_length is None or max_length <= n:
+            return encoded_inputs
+        side = padding_side if padding_side is not None else self.padding_side
+        if side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
+        fills = {"input_ids": self._padding_row, "attention_mask": 0, "special_tokens_mask": 1,
+                 "token_type_ids": self.pad_token_type_id, "offset_mapping": (0, 0)}
+        n_pad = max_length - n
+        for key, value in encoded_inputs.items():
+            if key not in fills and not (isinstance(value, (list, tuple)) and len(value) == n):
+                continue  # not per word: e.g. a sequence's label
+            fill = [fills.get(key, -100)] * n_pad
+            encoded_inputs[key] = fill + list(value) if side == "left" else list(value) + fill
+        return encoded_inputs
 
-        out: dict[str, Any] = {"input_ids": np.stack([fit(a, 0) for a in arrays])}
-        masks = [np.asarray(_to_numpy(f["attention_mask"]), np.int64) if "attention_mask" in f
-                 else np.ones(n, np.int64) for f, n in zip(features, lengths)]
-        if return_attention_mask is not False:
-            out["attention_mask"] = np.stack([fit(m, 0) for m in masks])
-        for key in features[0]:
-            if key in ("input_ids", "attention_mask"):
-                continue
-            values = [np.asarray(_to_numpy(f[key])) for f in features]
-            if values[0].ndim >= 1 and all(v.shape[0] == n for v, n in zip(values, lengths)):
-                out[key] = np.stack([fit(v.astype(np.int64), -100) for v in values])
-            else:
-                out[key] = np.stack(values)
-        return BatchEncoding(out, tensor_type=return_tensors)
+    # ----- decoding: a vocabulary id or a row of character ids back to its word -----
+    def convert_ids_to_tokens(self, ids: Any, skip_special_tokens: bool = False) -> str | list[str]:  # type: ignore[override]
+        """Words from ids: an int is a word-vocabulary id (as transformers' tokenizers read it), a row of character
+        ids (an element of ``input_ids``) the word it spells; an all-zero row is padding (``pad_token``). With
+        ``skip_special_tokens`` the boundaries and padding are left out."""
+        ids = to_py_obj(ids)
+        if isinstance(ids, int):
+            return super().convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens)
+        if not isinstance(ids, (list, tuple)):
+            raise TypeError(f"convert_ids_to_tokens takes an int, a list of ints or rows of character ids, got "
+                            f"{type(ids).__name__}")
+        if not self._is_char_sequence(ids):
+            if any(isinstance(i, (list, tuple)) for i in ids):
+                raise ValueError(f"rows of character ids must each hold {self.max_characters_per_token} ids")
+            return super().convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens)
+        words = [char_ids_to_word(row) or str(self.pad_token or "") for row in ids]
+        if skip_special_tokens:
+            words = [w for w, row in zip(words, ids) if any(row) and w not in (self.BOS_WORD, self.EOS_WORD)]
+        return words
 
+    def _decode(self, token_ids: Any, skip_special_tokens: bool = False,
+                clean_up_tokenization_spaces: bool | None = None, **kwargs: Any) -> str:
+        """The words of one sequence (vocabulary ids or character rows), space-separated, as ELMo's tokenised
+        training text was: ``tokenize`` gives the same words back."""
+        tokens = self.convert_ids_to_tokens(token_ids, skip_special_tokens=skip_special_tokens)
+        text = self.convert_tokens_to_string([tokens] if isinstance(tokens, str) else [t for t in tokens if t])
+        clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
+        return self.clean_up_tokenization(text) if clean else text
 
-def _to_numpy(value: Any) -> Any:
-    return value.detach().cpu().numpy() if hasattr(value, "detach") else value
+    def decode(self, token_ids: Any, skip_special_tokens: bool = False, **kwargs: Any) -> str | list[str]:  # type: ignore[override]
+        """One sequence's text; a batch (a list of sequences) gives a list of texts. One sequence of ``input_ids``
+        is itself a list of lists (words x 50), which transformers would read as a batch: it is told apart by its
+        rows' width."""
+        token_ids = to_py_obj(token_ids)
+        depth = _nesting(token_ids)
+        if depth == 3 or (depth == 2 and not self._is_char_sequence(token_ids)):
+            return [self._decode(seq, skip_special_tokens=skip_special_tokens, **kwargs) for seq in token_ids]
+        return self._decode(token_ids, skip_special_tokens=skip_special_tokens, **kwargs)
+
+    def batch_decode(self, sequences: Any, skip_special_tokens: bool = False, **kwargs: Any) -> list[str]:  # type: ignore[override]
+        """Every sequence of a batch decoded (``decode`` of each)."""
+        return [self._decode(seq, skip_special_tokens=skip_special_tokens, **kwargs) for seq in to_py_obj(sequences)]
