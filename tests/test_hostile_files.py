@@ -5,15 +5,19 @@ the output location. The files are tiny and made in each test's tmp_path."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from hf_elmo import ElmoConfig
 from hf_elmo.cli import main as cli_main
 from hf_elmo.conversion.allennlp_elmo import ElmoWeightsError, expected_datasets, read_elmo_hdf5
+
+PROGRESS_BAR = re.compile(r"\d+/\d+ \[")  # tqdm's "3/14 [00:00<...]"
 
 # A tiny ELMo in the original options.json layout (2 layers, a projection, one highway layer).
 ELMO_OPTIONS = {
@@ -54,12 +58,16 @@ def write_elmo_files(folder: Path, arrays: dict[str, np.ndarray] | None = None, 
 
 
 def cli_error(capsys, argv: list[str], output: Path | None = None) -> str:
-    """Runs ``hf-elmo ARGV``, which must fail with one line on stderr and leave ``output`` absent; returns it."""
+    """Runs ``hf-elmo ARGV``, which must fail with one line on stderr (besides transformers' progress bars) and leave
+    ``output`` absent; returns that line."""
+    capsys.readouterr()  # what the test's own set-up printed
     code = cli_main(argv)
     err = capsys.readouterr().err
     assert code == 1, err
-    assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
+    lines = [line for line in re.split(r"[\r\n]+", err) if line.strip() and not PROGRESS_BAR.search(line)]
+    assert len(lines) == 1 and lines[0].startswith(f"hf-elmo {argv[0]}: error: "), err
+    err = lines[0]
     if output is not None:
         assert not output.exists(), sorted(p.name for p in output.iterdir())
     return err
@@ -170,3 +178,77 @@ def test_hdf5_positive_control_reads_the_file_itself(tmp_path):
     options_path, weights_path = write_elmo_files(tmp_path, arrays)
     got = read_elmo_hdf5(weights_path, ElmoConfig.from_options_json(options_path))
     assert set(got) == set(arrays) and all(np.array_equal(got[k], arrays[k]) for k in arrays)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 2. NaN and infinity: refused by name, and never hidden by a comparison
+# --------------------------------------------------------------------------------------------------------------------
+def tiny_awd_lstm_folder(folder: Path, poison: str | None = None, value: float = float("nan")) -> Path:
+    """A saved tiny AWD-LSTM language model (vocabulary 50), with ``value`` written into weight ``poison``."""
+    from awd_lstm_testing import tiny_config
+    from hf_elmo import AWDLSTMForLanguageModeling, AWDLSTMTokenizer
+
+    model = AWDLSTMForLanguageModeling(tiny_config())
+    if poison is not None:
+        with torch.no_grad():
+            model.state_dict()[poison].view(-1)[3] = value
+    model.save_pretrained(folder)
+    itos = [t for t in AWDLSTMTokenizer.build_vocab(["a"], min_freq=1) if t != "a"]
+    AWDLSTMTokenizer(itos=itos + [f"word{i}" for i in range(50 - len(itos))]).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_export_refuses_non_finite_weights_by_name(tmp_path, capsys, value):
+    pytest.importorskip("onnxruntime")
+    folder = tiny_awd_lstm_folder(tmp_path / "lm", poison="awd_lstm.layers.1.weight_ih_l0", value=value)
+    output = tmp_path / "onnx"
+    err = cli_error(capsys, ["export", str(folder), str(output)], output)
+    assert "NaN or infinite" in err and "awd_lstm.layers.1.weight_ih_l0" in err and str(folder) in err
+
+
+def test_export_validation_reports_nan_outputs(tmp_path, monkeypatch):
+    """The check against PyTorch sees a NaN the ONNX model returns (max(0.0, nan) used to report 0.0)."""
+    pytest.importorskip("onnxruntime")
+    import hf_elmo.onnx.export as export
+    from awd_lstm_testing import tiny_config
+    from hf_elmo import AWDLSTMModel
+    from hf_elmo.onnx import get_onnx_config
+
+    model = AWDLSTMModel(tiny_config()).eval()
+    exporter_config = get_onnx_config(model.config, "feature-extraction")
+    inputs = exporter_config.validation_inputs()
+    with torch.no_grad():
+        want = [t.numpy().copy() for t in exporter_config.wrap_model(model)(
+            *(inputs[n] for n in exporter_config.input_names))]
+
+    class NanSession:  # what ONNX Runtime returns for a graph that yields one NaN
+        def run(self, names, feeds):
+            got = [a.copy() for a in want]
+            got[0].reshape(-1)[0] = np.nan
+            return got
+
+    monkeypatch.setattr(export, "make_session", lambda *args, **kwargs: NanSession())
+    check = export.validate(model, exporter_config, tmp_path / "model.onnx")
+    assert np.isnan(check["max_abs_diff"]) and np.isnan(check["min_cosine_similarity"])
+    monkeypatch.setattr(export, "make_session", lambda *args, **kwargs: type("Same", (), {
+        "run": lambda self, names, feeds: want})())
+    assert export.validate(model, exporter_config, tmp_path / "model.onnx")["max_abs_diff"] == 0.0
+
+
+@pytest.mark.parametrize("got, want, diff", [
+    ([1.0, np.nan], [1.0, 2.0], np.nan),
+    ([1.0, 2.0], [1.0, np.nan], np.nan),
+    ([np.inf, 2.0], [np.inf, 2.5], 0.5),
+    ([np.inf], [-np.inf], np.inf),
+    ([1.0, 2.0], [1.0, 2.0], 0.0),
+])
+def test_max_abs_difference_is_nan_aware(got, want, diff):
+    from hf_elmo.conversion.common import ConversionError, check_close, max_abs_difference
+
+    got, want = np.asarray(got), np.asarray(want)
+    result = max_abs_difference(got, want)
+    assert result == diff or (np.isnan(diff) and np.isnan(result))
+    if not diff <= 1e-6:
+        with pytest.raises(ConversionError, match="max abs difference"):
+            check_close("folder", "logits", got, want, 1e-6)

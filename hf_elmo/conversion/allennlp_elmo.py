@@ -26,7 +26,7 @@ from ..model_folders import LM_HEAD_TRAINED
 from ..models.elmo.configuration_elmo import ElmoConfig
 from ..models.elmo.modeling_elmo import ElmoForLanguageModeling, ElmoModel
 from ..models.elmo.tokenization_elmo import ElmoTokenizer
-from .common import ConversionError, check_output_dir, file_sha256, save_folder, seeded_model
+from .common import check_close, check_output_dir, file_sha256, nan_max, save_folder, seeded_model
 
 
 class ElmoWeightsError(ValueError):
@@ -366,17 +366,7 @@ def verify_saved_folder(model: torch.nn.Module, tokenizer: Any, folder: str | os
                 pairs += [(f"hidden_states[{i}]", g, w) for i, (g, w) in enumerate(layers)]
             else:
                 pairs = [("logits", got.logits, model(**inputs).logits)]
-            for what, g, w in pairs:
-                if g.shape != w.shape:
-                    raise ConversionError(
-                        f"{folder} reloaded with {auto_name}: {what} has shape {tuple(g.shape)}, "
-                        f"expected {tuple(w.shape)}"
-                    )
-                diff = float((g - w).abs().max()) if g.numel() else 0.0
-                if not diff <= VERIFY_ATOL:
-                    raise ConversionError(
-                        f"{folder} reloaded with {auto_name} differs from the converted model: {what} max abs "
-                        f"difference {diff:.3g} > {VERIFY_ATOL}"
-                    )
-                worst = max(worst, diff)
+            # NaN-aware: a NaN anywhere fails the check (and would be the result)
+            worst = nan_max([check_close(f"{folder} reloaded with {auto_name}", what, g, w, VERIFY_ATOL)
+                             for what, g, w in pairs], worst)
     return worst

@@ -1,5 +1,6 @@
 """What the converters (``allennlp_elmo``, ``fastai_awd_lstm``) and the ONNX exporter share, public on purpose:
-the output folder's check, a seeded model, the ``save_pretrained`` of a converted folder, a file's digest, and
+the output folder's check, a seeded model, the ``save_pretrained`` of a converted folder, a file's digest, the
+NaN-aware comparisons of their checks (``max_abs_difference``, ``check_close``, ``check_finite``), and
 ``ConversionError``.
 """
 
@@ -8,13 +9,74 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+import numpy as np
 import torch
 
 
 class ConversionError(RuntimeError):
     """The converted folder does not reproduce the converted model (a bug, not a problem with the input files)."""
+
+
+class NonFiniteWeightsError(ValueError):
+    """Weights holding NaN or infinite values: every output would be NaN, and no check that compares numbers with
+    ``<`` or ``max`` could tell (a NaN compares false with everything). A ValueError: the input is at fault."""
+
+
+def max_abs_difference(got: Any, want: Any) -> float:
+    """The largest ``|got - want|`` (tensors or arrays of one shape) in float64; NaN when either side holds a NaN
+    where the other does not hold the same value, so that ``not diff <= tolerance`` refuses it. (Python's
+    ``max(0.0, nan)`` is 0.0 and ``nan > tol`` is False: checks written that way let a NaN model pass.)"""
+    a = np.asarray(got.detach().cpu().numpy() if isinstance(got, torch.Tensor) else got, dtype=np.float64)
+    b = np.asarray(want.detach().cpu().numpy() if isinstance(want, torch.Tensor) else want, dtype=np.float64)
+    if not a.size:
+        return 0.0
+    with np.errstate(invalid="ignore"):
+        diff = np.where(a == b, 0.0, np.abs(a - b))  # the same infinity on both sides is no difference
+    return float(diff.max())  # numpy's max propagates NaN
+
+
+def nan_max(values: Any, initial: float = 0.0) -> float:
+    """``max(initial, *values)`` that is NaN when any value is (Python's ``max`` keeps whichever comes first)."""
+    return float(np.max(np.asarray([initial, *values], dtype=np.float64)))
+
+
+def nan_min(values: Any, initial: float = 1.0) -> float:
+    """``min(initial, *values)`` that is NaN when any value is."""
+    return float(np.min(np.asarray([initial, *values], dtype=np.float64)))
+
+
+def check_close(where: str, what: str, got: Any, want: Any, atol: float) -> float:
+    """``max_abs_difference(got, want)``, raising [`ConversionError`] naming ``where`` and ``what`` when the shapes
+    differ or the difference is above ``atol`` or NaN."""
+    if tuple(got.shape) != tuple(want.shape):
+        raise ConversionError(f"{where}: {what} has shape {tuple(got.shape)}, expected {tuple(want.shape)}")
+    diff = max_abs_difference(got, want)
+    if not diff <= atol:
+        raise ConversionError(f"{where} differs from the converted model: {what} max abs difference {diff:.3g} > "
+                              f"{atol}")
+    return diff
+
+
+def non_finite(tensors: Mapping[str, Any]) -> list[str]:
+    """The names of the floating-point tensors or arrays of ``tensors`` that hold a NaN or an infinity."""
+    bad = []
+    for name, value in tensors.items():
+        if isinstance(value, torch.Tensor):
+            if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
+                bad.append(name)
+        elif np.issubdtype(np.asarray(value).dtype, np.inexact) and not np.isfinite(value).all():
+            bad.append(name)
+    return bad
+
+
+def check_finite(tensors: Mapping[str, Any], where: str, what: str = "tensors") -> None:
+    """Raises [`NonFiniteWeightsError`] naming ``where`` and (at most ten of) the ``tensors`` holding NaN or inf."""
+    bad = non_finite(tensors)
+    if bad:
+        shown = ", ".join(bad[:10]) + (f", ... ({len(bad)} in all)" if len(bad) > 10 else "")
+        raise NonFiniteWeightsError(f"{where}: {what} with NaN or infinite values: {shown}")
 
 
 def check_output_dir(output_dir: str | os.PathLike, what: str = "the converted checkpoint") -> None:

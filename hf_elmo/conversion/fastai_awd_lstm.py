@@ -39,7 +39,8 @@ from ..hub import push_folder
 from ..models.awd_lstm.configuration_awd_lstm import AWDLSTMConfig
 from ..models.awd_lstm.modeling_awd_lstm import AWDLSTMForLanguageModeling, AWDLSTMForSequenceClassification
 from ..models.awd_lstm.tokenization_awd_lstm import AWDLSTMTokenizer
-from .common import ConversionError, check_output_dir, file_sha256, save_folder, seeded_model
+from .common import (ConversionError, check_close, check_output_dir, file_sha256, nan_max, save_folder,
+                     seeded_model)
 from .safe_pickle import read_itos_pickle
 
 logger = logging.getLogger(__name__)
@@ -502,7 +503,6 @@ def verify_saved_folder(model: torch.nn.Module, tokenizer: AWDLSTMTokenizer, fol
         if not torch.equal(enc[key], got_enc[key]):
             raise ConversionError(f"{folder}: the reloaded tokenizer gives other {key} than the converted one")
     inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
-    worst = 0.0
     with torch.no_grad():
         pairs = [("AutoModel", "last_hidden_state", base(**inputs).last_hidden_state,
                   model.awd_lstm(**inputs).last_hidden_state)]
@@ -515,13 +515,6 @@ def verify_saved_folder(model: torch.nn.Module, tokenizer: AWDLSTMTokenizer, fol
                           model(nxt, state=want1.state).logits))
         else:
             pairs.append((name, "logits", head(**inputs).logits, model(**inputs).logits))
-    for auto_name, what, g, w in pairs:
-        if g.shape != w.shape:
-            raise ConversionError(f"{folder} reloaded with {auto_name}: {what} has shape {tuple(g.shape)}, expected "
-                                  f"{tuple(w.shape)}")
-        diff = float((g - w).abs().max()) if g.numel() else 0.0
-        if not diff <= VERIFY_ATOL:
-            raise ConversionError(f"{folder} reloaded with {auto_name} differs from the converted model: {what} max "
-                                  f"abs difference {diff:.3g} > {VERIFY_ATOL}")
-        worst = max(worst, diff)
-    return worst
+    # NaN-aware: a NaN anywhere fails the check (and would be the result)
+    return nan_max([check_close(f"{folder} reloaded with {auto_name}", what, g, w, VERIFY_ATOL)
+                    for auto_name, what, g, w in pairs])

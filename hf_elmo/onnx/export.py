@@ -34,7 +34,7 @@ import onnx
 import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
-from ..conversion.common import check_output_dir
+from ..conversion.common import check_finite, check_output_dir, max_abs_difference, nan_max, nan_min
 from ..model_folders import LM_HEAD_TRAINED, check_model_folder, lm_head_untrained
 from ..version import __version__ as _hf_elmo_version
 from .config import (HfElmoOnnxConfig, UnsupportedExportError, get_onnx_config, registered_model_types,
@@ -116,6 +116,8 @@ def export_onnx(
     check_output_dir(output_dir, what="the export")
 
     model, task, source = _resolve_model(model_or_path, task)
+    # NaN or infinite weights make every output NaN, which no tolerance check can judge: refused by name
+    check_finite(dict(model.state_dict()), source or type(model).__name__, "weights")
     _warn_if_untrained_head(model, task, source)
     exporter_config = get_onnx_config(model.config, task)
     opset = exporter_config.DEFAULT_ONNX_OPSET if opset is None else int(opset)
@@ -137,7 +139,7 @@ def export_onnx(
         fp32_check = validate(model, exporter_config, path)
         logger.info("Exported %s (%s) to ONNX: max abs diff to PyTorch %.2g at %s", type(model).__name__, task,
                     fp32_check["max_abs_diff"], fp32_check["inputs"])
-        if fp32_check["max_abs_diff"] > exporter_config.ATOL_FOR_VALIDATION:
+        if not fp32_check["max_abs_diff"] <= exporter_config.ATOL_FOR_VALIDATION:  # NaN fails too
             raise OnnxExportError(
                 f"the exported model differs from PyTorch by {fp32_check['max_abs_diff']:.3g} (tolerance "
                 f"{exporter_config.ATOL_FOR_VALIDATION:g}) at {fp32_check['inputs']}"
@@ -265,10 +267,10 @@ def validate(model: PreTrainedModel, exporter_config: HfElmoOnnxConfig, path: Pa
     got = session.run(exporter_config.output_names, {n: inputs[n].numpy() for n in exporter_config.input_names})
     mask = inputs.get("attention_mask")
     mask = mask.numpy().astype(bool) if mask is not None else None
-    max_diff, min_cos = 0.0, 1.0
-    for name, a, b in zip(exporter_config.output_names, got, expected):
-        max_diff = max(max_diff, float(np.abs(a.astype(np.float64) - b).max())) if a.size else max_diff
-        min_cos = min(min_cos, cosine_similarity(a, b, mask if _has_words_axis(exporter_config, name) else None))
+    # NaN-aware: Python's max(0.0, nan) is 0.0, which let an export of NaN weights report a tiny difference
+    max_diff = nan_max(max_abs_difference(a, b) for a, b in zip(got, expected))
+    min_cos = nan_min(cosine_similarity(a, b, mask if _has_words_axis(exporter_config, name) else None)
+                      for name, a, b in zip(exporter_config.output_names, got, expected))
     shape = tuple(inputs["input_ids"].shape[:2]) if "input_ids" in inputs else None
     return {"max_abs_diff": max_diff, "min_cosine_similarity": min_cos,
             "inputs": f"batch {shape[0]} × {shape[1]} {exporter_config.SEQUENCE_AXIS}, random inputs, rows padded"
@@ -289,7 +291,7 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = No
     if not a.size:
         return 1.0
     norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
-    keep = norms > 0
+    keep = norms != 0  # a NaN norm is kept: its NaN similarity must show
     if not keep.any():
         return 1.0
     return float(((a * b).sum(-1)[keep] / norms[keep]).min())
