@@ -46,6 +46,7 @@ AWD_LSTM_FOLDER_FILES = frozenset({
     "README.md",
     "config.json",
     "configuration_awd_lstm.py",
+    "english_splitter.py",
     "model.safetensors",
     "modeling_awd_lstm.py",
     "tokenization_awd_lstm.py",

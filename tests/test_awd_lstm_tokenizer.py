@@ -250,18 +250,28 @@ def test_word_splitter_special_tokens_stay_whole():
     assert split(" a") == [" ", "a"]
 
 
-def test_module_is_self_contained():
-    # ships to the Hub as remote code: only the standard library, transformers, torch and numpy
-    tree = ast.parse(Path(tok_mod.__file__).read_text(encoding="utf-8"))
-    imported = set()
+@pytest.mark.parametrize("module", ["tokenization_awd_lstm.py", "english_splitter.py"])
+def test_module_is_self_contained(module):
+    # ships to the Hub as remote code: only the standard library, transformers, torch, numpy and its siblings
+    tree = ast.parse((Path(tok_mod.__file__).parent / module).read_text(encoding="utf-8"))
+    imported, siblings = set(), set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imported |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
-            if node.level == 0:  # (relative imports are sibling modules)
+            if node.level == 0:
                 imported.add(node.module.split(".")[0])
+            else:
+                siblings.add(node.module)
     assert imported <= {"__future__", "html", "json", "os", "re", "collections", "typing", "transformers", "torch",
                         "numpy"}, imported
+    assert siblings <= {"english_splitter"}, siblings
+
+
+def test_the_splitter_is_a_sibling_module():
+    # the English splitter is its own module, and the tokenizer uses it from there
+    assert EnglishWordSplitter.__module__ == "hf_elmo.models.awd_lstm.english_splitter"
+    assert "class EnglishWordSplitter" not in Path(tok_mod.__file__).read_text(encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -387,7 +397,7 @@ def test_saved_tokenizer_loads_as_remote_code_with_transformers_4_57(small_token
     import hf_elmo  # noqa: F401  (registers the tokenizer for the Auto classes, so the folder carries its code)
 
     small_tokenizer.save_pretrained(tmp_path)
-    assert (tmp_path / "tokenization_awd_lstm.py").is_file()
+    assert (tmp_path / "tokenization_awd_lstm.py").is_file() and (tmp_path / "english_splitter.py").is_file()
     texts = ["Hello there, the WORLD is round!!!", "", "x"]
     script = (
         "import json, sys\n"
