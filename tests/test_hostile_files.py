@@ -252,3 +252,90 @@ def test_max_abs_difference_is_nan_aware(got, want, diff):
     if not diff <= 1e-6:
         with pytest.raises(ConversionError, match="max abs difference"):
             check_close("folder", "logits", got, want, 1e-6)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 3. Sizes come from the expected keys, capped, before anything is allocated
+# --------------------------------------------------------------------------------------------------------------------
+def fastai_lm_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A tiny AWD-LSTM language model (vocabulary 50, 3 layers) in fastai 2's state-dict layout."""
+    from awd_lstm_testing import tiny_config
+    from hf_elmo import AWDLSTMForLanguageModeling
+
+    torch.manual_seed(seed)
+    state = {}
+    for name, value in AWDLSTMForLanguageModeling(tiny_config()).state_dict().items():
+        if name == "awd_lstm.embeddings.weight":
+            state["0.encoder.weight"] = state["0.encoder_dp.emb.weight"] = value
+        elif name.startswith("awd_lstm.layers."):
+            _, _, layer, param = name.split(".")
+            state[f"0.rnns.{layer}.{'weight_hh_l0_raw' if param == 'weight_hh_l0' else 'module.' + param}"] = value
+        else:
+            state[name.replace("decoder.", "1.decoder.")] = value
+    return state
+
+
+def fastai_vocab(folder: Path, n: int = 50, drop: tuple[str, ...] = ()) -> Path:
+    """fastai's itos pickle: its special tokens (less ``drop``), then made-up words, ``n`` in all."""
+    import pickle
+
+    from hf_elmo import AWDLSTMTokenizer
+
+    itos = [t for t in AWDLSTMTokenizer.build_vocab(["a"], min_freq=1) if t != "a" and t not in drop]
+    path = folder / "itos.pkl"
+    path.write_bytes(pickle.dumps(itos + [f"word{i}" for i in range(n - len(itos))]))
+    return path
+
+
+def convert_awd_lstm_error(capsys, tmp_path: Path, state, vocab: Path | None = None) -> str:
+    weights = tmp_path / "weights.pth"
+    if not isinstance(state, bytes):
+        torch.save(state, weights)
+    else:
+        weights.write_bytes(state)
+    output = tmp_path / "out"
+    return cli_error(capsys, ["convert-awd-lstm", "--weights", str(weights), "--vocab",
+                              str(vocab or fastai_vocab(tmp_path)), "--output", str(output)], output)
+
+
+def test_fastai_positive_control_converts(tmp_path, capsys):
+    from hf_elmo.conversion.fastai_awd_lstm import read_fastai_awd_lstm
+
+    torch.save(fastai_lm_state(), tmp_path / "lm.pth")
+    checkpoint = read_fastai_awd_lstm(tmp_path / "lm.pth", vocab_size=50)
+    assert checkpoint.config_fields["num_layers"] == 3 and checkpoint.config_fields["hidden_size"] == 12
+
+
+@pytest.mark.parametrize("layer", ["99999999", "999999", "7", "64"])
+def test_far_layer_index_is_an_unexpected_key_not_a_layer_count(tmp_path, capsys, layer):
+    """One extra key used to set the layer count: 10^8 layers, a 23 GB allocation and a 290 MB error line."""
+    state = fastai_lm_state()
+    state[f"0.rnns.{layer}.weight_hh_l0_raw"] = torch.zeros(4, 1)
+    err = convert_awd_lstm_error(capsys, tmp_path, state)
+    assert f"unexpected key '0.rnns.{layer}.weight_hh_l0_raw' (shape (4, 1))" in err and len(err) < 2000
+
+
+def test_many_unexpected_keys_are_listed_a_few(tmp_path, capsys):
+    state = fastai_lm_state()
+    shared = torch.zeros(1)
+    state.update({f"junk.{i}": shared for i in range(5000)})
+    state["x" * 100_000] = shared
+    err = convert_awd_lstm_error(capsys, tmp_path, state)
+    assert "unexpected key" in err and "more unexpected keys" in err and len(err) < 3000
+
+
+def test_too_many_contiguous_layers_are_refused(tmp_path, capsys):
+    state = fastai_lm_state()
+    for layer in range(3, 70):
+        state[f"0.rnns.{layer}.weight_hh_l0_raw"] = torch.zeros(4, 1)
+    err = convert_awd_lstm_error(capsys, tmp_path, state)
+    assert "more than 64 LSTM layers" in err
+
+
+@pytest.mark.parametrize("key", ["0.encoder.weight", "1.decoder.weight"])
+def test_expanded_views_do_not_size_the_model(tmp_path, capsys, key):
+    """A stride-0 view saves one number but claims a 10^5 × 10^5 shape: the file's bytes bound what is allocated."""
+    state = fastai_lm_state()
+    state[key] = torch.zeros(1).expand(100_000, 100_000)
+    err = convert_awd_lstm_error(capsys, tmp_path, state)
+    assert f"tensor '{key}' of shape (100000, 100000)" in err and "expanded or overlapping view" in err

@@ -118,8 +118,63 @@ def load_fastai_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Ten
     return state, container
 
 
-_RNN_KEY = re.compile(r"^(?P<enc>0\.(?:module\.)?)rnns\.(?P<layer>\d+)\.")
-_HEAD_KEY = re.compile(r"^1\.layers\.(?P<block>\d+)\.(?P<index>\d+)\.(?P<name>\w+)$")
+# Indices of at most 4 digits: a key with a longer one (``0.rnns.99999999.weight_hh_l0_raw``) is only an unexpected
+# key, never a layer count (which would size the expected keys, the model and the error message).
+_RNN_KEY = re.compile(r"^(?P<enc>0\.(?:module\.)?)rnns\.(?P<layer>\d{1,4})\.")
+_HEAD_KEY = re.compile(r"^1\.layers\.(?P<block>\d{1,4})\.(?P<index>\d{1,4})\.(?P<name>\w+)$")
+# Sizes read from a file are capped before anything is allocated from them. ULMFiT has 3 layers and a 2-block head;
+# these bounds are far above any published AWD-LSTM and far below what would exhaust a machine's memory.
+MAX_LAYERS = 64
+MAX_HEAD_BLOCKS = 64
+# How many keys an error lists of each kind (missing, unexpected, ...), and how much of each key's name.
+SHOWN_KEYS = 8
+SHOWN_KEY_CHARS = 120
+
+
+def shown_key(key: Any) -> str:
+    """A key as an error message shows it: quoted, and cut at ``SHOWN_KEY_CHARS`` characters (a hostile file's key
+    may be megabytes long)."""
+    text = str(key)
+    return repr(text if len(text) <= SHOWN_KEY_CHARS else text[:SHOWN_KEY_CHARS] + f"... ({len(text)} characters)")
+
+
+def _listed(items: list[str], what: str) -> list[str]:
+    """``items`` as an error lists them: the first ``SHOWN_KEYS``, then how many more ``what`` there are."""
+    return items[:SHOWN_KEYS] + ([f"... and {len(items) - SHOWN_KEYS} more {what}"] if len(items) > SHOWN_KEYS else [])
+
+
+def _contiguous(indices: set[int], cap: int, path: Path, what: str) -> int:
+    """How many of 0, 1, 2, ... are in ``indices`` without a gap (keys past a gap are then reported as unexpected);
+    raises [`AWDLSTMWeightsError`] above ``cap``."""
+    n = 0
+    while n in indices:
+        n += 1
+        if n > cap:
+            raise AWDLSTMWeightsError(f"{path}: more than {cap} {what}: not an AWD-LSTM this converter reads")
+    return n
+
+
+def _check_storage(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """Refuses tensors larger than the bytes the file stores for them: a view with a zero or overlapping stride
+    (``torch.zeros(1).expand(10**6, 10**6)`` is saved as one number) would size the model, and copying it would
+    allocate what its shape says. Views sharing a storage (fastai's tied embedding, decoder and ``encoder_dp``) are
+    allowed up to 4 times the distinct bytes stored."""
+    views, storages = 0, {}
+    for key, tensor in state.items():
+        if tensor.layout != torch.strided:
+            raise AWDLSTMWeightsError(f"{path}: tensor {shown_key(key)} is {tensor.layout}, not a dense tensor")
+        storage = tensor.untyped_storage()
+        needed = tensor.numel() * tensor.element_size()
+        if needed > storage.nbytes():
+            raise AWDLSTMWeightsError(
+                f"{path}: tensor {shown_key(key)} of shape {tuple(tensor.shape)} needs {needed} bytes but the file "
+                f"stores {storage.nbytes()} for it (an expanded or overlapping view): refused"
+            )
+        views += needed
+        storages[storage.data_ptr()] = storage.nbytes()
+    if views > 4 * sum(storages.values()) + (1 << 20):
+        raise AWDLSTMWeightsError(f"{path}: its tensors are views of {sum(storages.values())} stored bytes that "
+                                  f"would take {views} bytes once copied: refused")
 
 
 def read_fastai_awd_lstm(
@@ -135,13 +190,14 @@ def read_fastai_awd_lstm(
     """
     path = Path(path)
     state, container = load_fastai_state_dict(path)
+    _check_storage(path, state)
 
     if any(k.startswith("0.module.") for k in state):
         kind, enc = CLASSIFIER, "0.module."
     elif any(k.startswith(("0.encoder", "0.rnns.")) for k in state) or "1.decoder.weight" in state:
         kind, enc = LANGUAGE_MODEL, "0."
     else:
-        shown = ", ".join(sorted(state)[:8]) + (", ..." if len(state) > 8 else "")
+        shown = ", ".join(map(shown_key, sorted(state)[:SHOWN_KEYS])) + (", ..." if len(state) > SHOWN_KEYS else "")
         raise AWDLSTMWeightsError(
             f"{path} is not a fastai AWD-LSTM: no '0.encoder.weight' (language model) or '0.module.encoder.weight' "
             f"(classifier) among its keys ({shown})"
@@ -158,10 +214,11 @@ def read_fastai_awd_lstm(
             + ("missing" if emb_shape is None else f"of shape {emb_shape}, expected (vocab_size, emb_size)")
         )
     n_vocab, emb = emb_shape
-    layer_ids = sorted({int(m.group("layer")) for k in state if (m := _RNN_KEY.match(k)) and m.group("enc") == enc})
-    if not layer_ids:
+    # the layers are 0, 1, ... up to the first gap: keys of any other layer are unexpected
+    layer_ids = {int(m.group("layer")) for k in state if (m := _RNN_KEY.match(k)) and m.group("enc") == enc}
+    n_layers = _contiguous(layer_ids, MAX_LAYERS, path, "LSTM layers")
+    if not n_layers:
         raise AWDLSTMWeightsError(f"{path}: no LSTM layer ('{enc}rnns.0.weight_hh_l0_raw', ...) found")
-    n_layers = layer_ids[-1] + 1
     bidirectional = any(k.startswith(f"{enc}rnns.") and k.endswith("_reverse") for k in state)
     n_dir = 2 if bidirectional else 1
     hidden = emb
@@ -212,18 +269,20 @@ def read_fastai_awd_lstm(
         mapping.update(head.mapping)
         head_sizes, head_dropouts, head_bias = head.sizes, head.dropouts, head.bias
 
-    problems: list[str] = []
+    missing, misshaped = [], []
     for key, want in expected.items():
         if key not in state:
             shown = tuple("n_out" if d == -1 else d for d in want)
-            problems.append(f"missing key '{key}' (expected shape {shown})")
+            missing.append(f"missing key '{key}' (expected shape {shown})")
         elif shape(key) != want and -1 not in want:
-            problems.append(f"key '{key}' has shape {shape(key)}, expected {want}")
+            misshaped.append(f"key '{key}' has shape {shape(key)}, expected {want}")
     for key, want in optional.items():
         if key in state and shape(key) != want:
-            problems.append(f"key '{key}' has shape {shape(key)}, expected {want}")
-    for key in sorted(set(state) - set(expected) - set(optional)):
-        problems.append(f"unexpected key '{key}' (shape {shape(key)})")
+            misshaped.append(f"key '{key}' has shape {shape(key)}, expected {want}")
+    unexpected = [f"unexpected key {shown_key(key)} (shape {shape(key)})"
+                  for key in sorted(set(state) - set(expected) - set(optional))]
+    problems = (_listed(missing, "missing keys") + _listed(misshaped, "mis-shaped keys")
+                + _listed(unexpected, "unexpected keys"))
     if problems:
         what = "language model" if kind == LANGUAGE_MODEL else "classifier"
         raise AWDLSTMWeightsError(
@@ -280,7 +339,7 @@ class _Head:
     bias: bool
 
 
-_HEAD_V1_KEY = re.compile(r"^1\.layers\.(?P<index>\d+)\.(?P<name>\w+)$")
+_HEAD_V1_KEY = re.compile(r"^1\.layers\.(?P<index>\d{1,4})\.(?P<name>\w+)$")
 
 
 def _head_layout(path: Path, state: dict[str, torch.Tensor], n_in: int) -> _Head:
@@ -315,7 +374,7 @@ def _head_layout(path: Path, state: dict[str, torch.Tensor], n_in: int) -> _Head
     nested = sorted({int(m.group("block")) for k in state if (m := _HEAD_KEY.match(k))})
     flat = sorted({int(m.group("index")) for k in state if (m := _HEAD_V1_KEY.match(k))})
     if nested:
-        for block in range(nested[-1] + 1):
+        for block in range(_contiguous(set(nested), MAX_HEAD_BLOCKS, path, "classifier head blocks")):
             pre = f"1.layers.{block}."
             batch_norm(pre + "0.", block, n_in)
             # the Linear is at index 2 after a Dropout, at 1 when fastai left the dropout out (p = 0)
