@@ -24,7 +24,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizer
 
 import hf_elmo  # noqa: F401  (registers the tokenizers, so that saved folders carry their code)
 from clean_process import BLOCK_HF_ELMO
-from hf_elmo import ElmoTokenizer
+from hf_elmo import AWDLSTMTokenizer, ElmoTokenizer
 
 TF457_PYTHON = Path(__file__).resolve().parents[1] / ".venv-tf457/bin/python"
 
@@ -242,6 +242,58 @@ class TestElmoTokenizerWithVocabulary(TestElmoTokenizer):
     VOCAB = True
 
 
+AWD_TEXTS = ["The world is big, isn't it?", "Hello there! The WORLD is round!!!", "I'm (really) happy: 3 cats.",
+             "so so so much", 'He said "yes" -- a well-known rule.', "First line\n\nsecond line"]
+
+
+class TestAWDLSTMTokenizer(TokenizerContract):
+    """AWD-LSTM / ULMFiT: fastai's tokens; decoding undoes fastai's rules and spaces the words as text."""
+
+    TEXTS = AWD_TEXTS
+
+    def make_tokenizer(self, workdir: Path) -> AWDLSTMTokenizer:
+        return AWDLSTMTokenizer.from_texts(self.TEXTS, min_freq=1)
+
+    def decoded(self, text: str) -> str:
+        return text  # every rule undone, every space where the text had it
+
+    def test_decode_undoes_each_fastai_rule(self, tokenizer):
+        cases = {
+            ("xxbos", "xxmaj", "the", "world"): "The world",  # capitalised
+            ("xxbos", "the", "xxup", "world"): "the WORLD",  # upper case
+            ("xxbos", "round", "xxrep", "3", "!"): "round!!!",  # a character repeated
+            ("xxbos", "xxwrep", "3", "so", "much"): "so so so much",  # a word repeated
+            ("xxbos", "xxmaj", "xxunk", "is"): "is",  # a rule never applies to a special token
+            ("xxbos", "big", "xxrep"): "big",  # a rule without its argument is dropped
+        }
+        for tokens, text in cases.items():
+            ids = tokenizer.convert_tokens_to_ids(list(tokens))
+            assert tokenizer.decode(ids, skip_special_tokens=True) == text, tokens
+            assert tokenizer.convert_tokens_to_string(list(tokens)) == text
+        raw = tokenizer.encode("The WORLD")
+        assert tokenizer.decode(raw) == "xxbos xxmaj the xxup world"  # fastai's tokens, as the model reads them
+
+    def test_a_continuation_decodes_after_its_prompt(self, tokenizer):
+        # transformers 5's text-generation pipeline writes prompt + decode(new ids), 4.x cuts decode(all ids) at
+        # len(decode(prompt ids)): both must read as the whole text does, wherever a prompt ends with a word (what
+        # a continuation cannot know: that the prompt left a bracket or a quote open)
+        cuts = 0
+        for text in self.TEXTS:
+            ids = tokenizer.encode(text)
+            whole = tokenizer.decode(ids, skip_special_tokens=True)
+            tokens = tokenizer.convert_ids_to_tokens(ids)
+            for cut in range(2, len(ids)):
+                if (not tokens[cut - 1].isalpha() or tokens[cut - 1] in tokenizer.all_special_tokens
+                        or tokens[cut - 2] in ("xxrep", "xxwrep") or tokens[cut] in '"\''):
+                    continue
+                cuts += 1
+                prompt = tokenizer.decode(ids[:cut], skip_special_tokens=True)
+                rest = tokenizer.decode(ids[cut:], skip_special_tokens=True)
+                assert whole.startswith(prompt), (text, cut)
+                assert prompt + rest == whole, (text, cut, prompt, rest)
+        assert cuts > 20
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # The same checks under transformers 4.57, on the saved folders loaded as remote code
 # ------------------------------------------------------------------------------------------------------------------
@@ -272,7 +324,8 @@ CHILD = BLOCK_HF_ELMO + textwrap.dedent(
     '''
 )
 
-CONTRACT_FAMILIES: list[type[TokenizerContract]] = [TestElmoTokenizer, TestElmoTokenizerWithVocabulary]
+CONTRACT_FAMILIES: list[type[TokenizerContract]] = [TestElmoTokenizer, TestElmoTokenizerWithVocabulary,
+                                                    TestAWDLSTMTokenizer]
 
 
 def test_the_contract_holds_under_transformers_4_57(tmp_path):

@@ -122,6 +122,84 @@ def apply_rules(text: str, add_bos: bool = True, add_eos: bool = False) -> str:
     return lowercase(text, add_bos=add_bos, add_eos=add_eos)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Back from fastai's tokens to text: the rules undone, then the words joined as text spaces them
+# ----------------------------------------------------------------------------------------------------------------
+def decode_spec_tokens(tokens: Sequence[str]) -> list[str]:
+    """fastai's ``decode_spec_tokens``: the case and repetition rules undone (``xxmaj w`` → ``W``, ``xxup w`` →
+    ``W`` in upper case, ``xxrep n c`` → ``c`` n times, ``xxwrep n w`` → ``w`` n times as words).
+
+    A rule whose argument is missing (the sequence ends, or a count is not a number) is dropped and what follows
+    kept as it is; a rule token never applies to another special token (``xxmaj xxunk`` stays ``xxunk``).
+    """
+    out: list[str] = []
+    rule, count = None, None
+    for token in tokens:
+        if token in (TK_MAJ, TK_UP, TK_REP, TK_WREP):
+            rule, count = token, None
+        elif rule is None or token in SPECIAL_TOKENS:
+            out.append(token)
+            rule = None
+        elif rule == TK_MAJ:
+            out.append(token[:1].upper() + token[1:])
+            rule = None
+        elif rule == TK_UP:
+            out.append(token.upper())
+            rule = None
+        elif count is None:
+            if token.isdigit():
+                count = int(token)
+            else:
+                out.append(token)
+                rule = None
+        else:
+            out.extend([token * count] if rule == TK_REP else [token] * count)
+            rule, count = None, None
+    return out
+
+
+# What spaCy splits off and text writes against the word before (closing punctuation, clitics) or after (opening
+# punctuation); hyphens and slashes join words (fastai spaces "/", spaCy splits "well-known"); a whitespace token
+# ("\n") is written as it is, without spaces around it.
+_CLOSING = frozenset(",.!?;:%)]}…»”’")
+_OPENING = frozenset("([{$£€¥#«“‘¿¡")
+_JOINING = frozenset({"-", "/", "\\", "–", "—"})
+_CLITICS = frozenset({"'s", "'m", "'re", "'ve", "'ll", "'d", "n't", "’s", "’m", "’re", "’ve", "’ll", "’d", "n’t"})
+_QUOTES = frozenset({'"', "'", "`"})
+
+
+def _attaches_left(word: str) -> bool:
+    """Whether text writes ``word`` against the word before it (no space)."""
+    return (word.isspace() or word.lower() in _CLITICS or word in _JOINING
+            or (bool(word) and all(c in _CLOSING for c in word)))
+
+
+def detokenize(words: Sequence[str], open_quotes: bool = False) -> str:
+    """Words joined as text spaces them: a space between two words unless the second is closing punctuation or a
+    clitic (``is`` ``n't`` → ``isn't``), the first is opening punctuation, either is a hyphen or slash or whitespace;
+    straight quotes open and close in turn. (Spaces that the tokenisation dropped cannot be known: fastai's tokens
+    do not keep them.)"""
+    out: list[str] = []
+    previous = None
+    for word in words:
+        if not word:
+            continue
+        if word in _QUOTES:
+            open_quotes = not open_quotes
+            space = previous is not None and open_quotes and not _binds_right(previous)
+        else:
+            space = previous is not None and not _attaches_left(word) and not _binds_right(previous)
+        out.append((" " if space else "") + word)
+        previous = word if word not in _QUOTES or open_quotes else ")"  # a closed quote spaces as a ")" would
+    return "".join(out)
+
+
+def _binds_right(word: str) -> bool:
+    """Whether text writes the word after ``word`` against it (no space)."""
+    return (word.isspace() or word in _JOINING or (word in _QUOTES)
+            or (bool(word) and all(c in _OPENING for c in word)))
+
+
 _SPLITTER: EnglishWordSplitter | None = None
 
 
@@ -279,7 +357,47 @@ class AWDLSTMTokenizer(PreTrainedTokenizer):
         return self._unk
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
-        return " ".join(tokens)
+        """Text from fastai tokens: the case and repetition rules undone (``decode_spec_tokens``), the other special
+        tokens (``xxbos``, ``xxpad``, ``xxunk``, ...) left out, the words spaced as text (``detokenize``)."""
+        return detokenize(self._words(tokens))
+
+    def _words(self, tokens: Sequence[str]) -> list[str]:
+        """The words that fastai tokens stand for: the rules undone, the other special tokens left out."""
+        specials = set(self.all_special_tokens)
+        return [t for t in decode_spec_tokens(tokens) if t not in specials]
+
+    def _decode(self, token_ids: Any, skip_special_tokens: bool = False,
+                clean_up_tokenization_spaces: bool | None = None, **kwargs: Any) -> str:
+        """With ``skip_special_tokens``: the text (``convert_tokens_to_string``), as generated text should read;
+        without: fastai's tokens as the model reads them, space-separated (``xxbos xxmaj hello world .``).
+
+        A sequence that does not start a text (no ``xxbos`` first, padding aside) continues one: its first word
+        gets the space that would stand before it, so that a prompt's text followed by the decoded continuation
+        reads right (transformers' text-generation pipeline joins them so) and decoding a prompt gives the start of
+        decoding the prompt and its continuation.
+        """
+        ids = [token_ids] if isinstance(token_ids, int) else list(token_ids)
+        tokens = [self._convert_id_to_token_with_added_voc(int(i)) for i in ids]
+        if not skip_special_tokens:
+            return " ".join(tokens)
+        words = self._words(tokens)
+        first = next((t for t in tokens if t != self.pad_token), None)
+        continues = first is not None and first != self.bos_token
+        return (" " if continues and words and not _attaches_left(words[0]) else "") + detokenize(words)
+
+    def get_special_tokens_mask(self, token_ids_0: list[int], token_ids_1: list[int] | None = None,
+                                already_has_special_tokens: bool = False) -> list[int]:
+        """1 at fastai's special tokens (``xxbos`` and the rule tokens ``xxmaj``, ``xxup``, ... that the text rules
+        put among the words), 0 at words: fastai's processing writes them into the token stream itself, so the ids
+        always hold them already."""
+        if token_ids_1 is not None:
+            raise ValueError("AWDLSTMTokenizer encodes single texts; a pair of sequences is not supported")
+        special = set(self.all_special_ids)
+        return [int(i in special) for i in token_ids_0]
+
+    def _convert_id_to_token_with_added_voc(self, index: int) -> str:
+        added = getattr(self, "_added_tokens_decoder", {})
+        return added[index].content if index in added else self._convert_id_to_token(index)
 
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
         if not os.path.isdir(save_directory):
