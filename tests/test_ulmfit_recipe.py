@@ -22,7 +22,8 @@ import torch
 from huggingface_hub import ModelCard
 
 from conftest import AWD_LSTM_FOLDER_FILES, COMMIT_URL, run_card_snippet
-from hf_elmo.training.ulmfit import UlmfitSettings, run_ulmfit
+from hf_elmo.training.ulmfit import run_ulmfit
+from hf_elmo.training.ulmfit_settings import StageSettings, UlmfitSettings
 
 TINY = dict(emb_size=32, hidden_size=64, num_layers=2)
 
@@ -56,14 +57,16 @@ def one_thread():
 def test_three_stages_beat_chance_and_the_unpretrained_classifier(tmp_path):
     unlabelled, (train_x, train_y), (valid_x, valid_y) = topic_task()
     start = time.perf_counter()
-    settings = UlmfitSettings(lm_epochs=8, lm_lr=3e-2, lm_batch_size=16, bptt=20, classifier_lr=2e-2,
-                              classifier_batch_size=16, drop_mult=0.3, seed=0)
+    settings = UlmfitSettings(pretraining=StageSettings(epochs=8, lr=3e-2, lr_factor=None, batch_size=16),
+                              lm_finetuning=StageSettings(epochs=8, lr=3e-2, batch_size=16),
+                              classifier=StageSettings(epochs=None, lr=2e-2, batch_size=16),
+                              bptt=20, min_freq=1, drop_mult=0.3, seed=0)
     ulmfit = run_ulmfit(train_x, train_y, valid_x, valid_y, pretraining_texts=unlabelled, scratch_config=TINY,
-                        settings=settings, min_freq=1, output_dir=tmp_path / "ulmfit")
+                        settings=settings, output_dir=tmp_path / "ulmfit")
     elapsed = time.perf_counter() - start
-    baseline_settings = UlmfitSettings(**{**settings.__dict__, "lm_epochs": 1})
+    baseline_settings = settings.with_stages(lm_finetuning={"epochs": 1})
     baseline = run_ulmfit(train_x, train_y, valid_x, valid_y, pretraining_texts=None, scratch_config=TINY,
-                          settings=baseline_settings, min_freq=1, output_dir=tmp_path / "baseline")
+                          settings=baseline_settings, output_dir=tmp_path / "baseline")
     accuracy, without = ulmfit.metrics["valid accuracy"], baseline.metrics["valid accuracy"]
     assert accuracy >= 0.85, f"ULMFiT validation accuracy {accuracy:.3f} (chance is 0.5)"
     assert accuracy >= without + 0.25, f"ULMFiT {accuracy:.3f} vs no LM pretraining {without:.3f}"
@@ -72,7 +75,8 @@ def test_three_stages_beat_chance_and_the_unpretrained_classifier(tmp_path):
     assert all(p.requires_grad for p in ulmfit.classifier.parameters())
 
 
-COMMAND_SIZES = ["--scratch", "--emb-size", "32", "--hidden-size", "64", "--num-layers", "2", "--lm-lr", "3e-2",
+COMMAND_SIZES = ["--scratch", "--emb-size", "32", "--hidden-size", "64", "--num-layers", "2", "--pretrain-lr", "3e-2",
+                 "--lm-lr", "3e-2",
                  "--classifier-lr", "2e-2", "--batch-size", "16", "--bptt", "20", "--drop-mult", "0.3",
                  "--min-freq", "1"]
 
@@ -108,7 +112,7 @@ def command_run(tmp_path_factory):
     data = ["--train", str(tmp / "train.csv"), "--valid", str(tmp / "valid.jsonl"), "--text-column", "review",
             "--label-column", "topic"]
     status, printed = run_command(["ulmfit", *data, *COMMAND_SIZES, "--pretrain-data", str(tmp / "unlabelled.txt"),
-                                   "--lm-epochs", "8", "--output", str(tmp / "out")])
+                                   "--pretrain-epochs", "8", "--lm-epochs", "8", "--output", str(tmp / "out")])
     assert status == 0
     return SimpleNamespace(out=tmp / "out", printed=printed, data=data, valid_x=valid_x, valid_y=valid_y, names=names)
 

@@ -47,27 +47,128 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--revision", metavar="REV", help="Hub branch to push to (created when missing)")
     parser.add_argument("--language", default="en", help="language in the cards' metadata")
     parser.add_argument("--license", default="apache-2.0", help="license in the cards' metadata")
-    parser.add_argument("--lm-epochs", type=int, default=1, help="epochs of each LM stage (pretraining, fine-tuning)")
-    parser.add_argument("--lm-lr", type=float, default=1e-2,
-                        help="peak learning rate of the LM stages (top layer group; lower groups get lr / 2.6^depth)")
-    parser.add_argument("--classifier-epochs", type=int, default=None,
-                        help="classifier epochs (default: one per layer group, gradual unfreezing, plus one)")
-    parser.add_argument("--classifier-lr", type=float, default=1e-2,
-                        help="peak learning rate of the classifier stage (top layer group)")
-    parser.add_argument("--batch-size", type=int, default=32, help="rows per batch, LM streams and classifier")
-    parser.add_argument("--bptt", type=int, default=70, help="LM window length in tokens (backprop through time)")
-    parser.add_argument("--drop-mult", type=float, default=1.0, help="multiplier of every AWD-LSTM dropout")
+    add_recipe_arguments(parser)
     parser.add_argument("--emb-size", type=int, default=400, help="--scratch model size: embedding (ULMFiT's)")
     parser.add_argument("--hidden-size", type=int, default=1152,
                         help="--scratch model size: LSTM hidden size (ULMFiT's)")
     parser.add_argument("--num-layers", type=int, default=3, help="--scratch model size: LSTM layers (ULMFiT's)")
-    parser.add_argument("--min-freq", type=int, default=3,
-                        help="tokens seen fewer times in the texts are left out of the vocabulary (xxunk)")
     parser.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast")
     add_threads_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="random seed of every stage")
     parser.set_defaults(func=run)
     return parser
+
+
+# the three stages, by their UlmfitSettings field, and the prefix of their options
+STAGE_OPTIONS = {"pretraining": "pretrain", "lm_finetuning": "lm", "classifier": "classifier"}
+STAGE_TITLES = {"pretraining": "stage 1 (LM pretraining, with --pretrain-data)",
+                "lm_finetuning": "stage 2 (LM fine-tuning)", "classifier": "stage 3 (classifier)"}
+
+
+def _factor(text: str) -> float | None:
+    """``--*-lr-factor``: a number, or ``none`` for one rate for every layer group."""
+    return None if text.lower() == "none" else float(text)
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The recipe's knobs (:class:`~hf_elmo.training.ulmfit_settings.UlmfitSettings`): what every stage shares,
+    then each stage's own, which default to the shared ones."""
+    from ..training.ulmfit_settings import SCHEDULES, StageSettings, UlmfitSettings
+
+    base, run = StageSettings(), UlmfitSettings()
+    shared = parser.add_argument_group("every stage (each stage's own option below overrides)")
+    shared.add_argument("--batch-size", type=int, default=base.batch_size, help="rows per batch")
+    shared.add_argument("--weight-decay", type=float, default=base.weight_decay,
+                        help="AdamW's decoupled weight decay (fastai's wd; not on biases and normalisation weights)")
+    shared.add_argument("--adam-betas", type=float, nargs=2, default=list(base.betas), metavar=("B1", "B2"),
+                        help="AdamW's betas (the ULMFiT paper's; fastai's moms[0]/sqr_mom)")
+    shared.add_argument("--adam-eps", type=float, default=base.eps, help="AdamW's eps (fastai's)")
+    shared.add_argument("--max-grad-norm", type=float, default=base.max_grad_norm,
+                        help="clip gradients to this global norm (0: no clipping)")
+    shared.add_argument("--schedule", choices=SCHEDULES, default=base.schedule,
+                        help="stlr: the paper's slanted triangular rates; one_cycle: fastai's fit_one_cycle, "
+                             "restarted at each unfreezing")
+    shared.add_argument("--cut-frac", type=float, default=base.cut_frac, help="STLR: fraction of steps warming up")
+    shared.add_argument("--ratio", type=float, default=base.ratio, help="STLR: peak rate over the lowest")
+    shared.add_argument("--pct-start", type=float, default=base.pct_start, help="one-cycle: fraction warming up")
+    shared.add_argument("--div", type=float, default=base.div, help="one-cycle: peak rate over the starting rate")
+    shared.add_argument("--div-final", type=float, default=base.div_final,
+                        help="one-cycle: peak rate over the final rate")
+    shared.add_argument("--moms", type=float, nargs=3, default=list(base.moms), metavar=("START", "MID", "END"),
+                        help="one-cycle: Adam's beta1 cycled through these")
+    shared.add_argument("--bptt", type=int, default=None,
+                        help="LM window and classifier chunk length in tokens (default: the model's config, 72 for "
+                             "a new model)")
+    shared.add_argument("--bptt-jitter", action=argparse.BooleanOptionalAction, default=run.bptt_jitter,
+                        help="fastai's jittered LM window lengths around bptt; --no-bptt-jitter: fixed windows")
+    shared.add_argument("--drop-mult", type=float, default=run.drop_mult, help="multiplier of every AWD-LSTM dropout")
+    shared.add_argument("--min-freq", type=int, default=run.min_freq,
+                        help="tokens seen fewer times in the texts are left out of the vocabulary (xxunk)")
+    shared.add_argument("--max-vocab", type=int, default=run.max_vocab, help="the vocabulary's largest size")
+    shared.add_argument("--replace-space", action="store_true",
+                        help="fastai's replace_space post-rule (spaces inside a token become ▁), as fastai's corpus "
+                             "path applies it")
+    shared.add_argument("--lm-valid", default=None,
+                        help="held-out unlabelled texts (.txt/.csv/.jsonl or datasets name): the LM's validation "
+                             "perplexity after every LM epoch (default: none)")
+    for stage, prefix in STAGE_OPTIONS.items():
+        defaults = UlmfitSettings().stage(stage)
+        group = parser.add_argument_group(STAGE_TITLES[stage])
+        epochs_help = ("epochs (default: one per layer group, unfreezing one more each, plus one)"
+                       if stage == "classifier" else "epochs")
+        group.add_argument(f"--{prefix}-epochs", type=int, default=defaults.epochs, help=epochs_help)
+        group.add_argument(f"--{prefix}-lr", type=float, default=defaults.lr, help="peak lr of the top layer group")
+        factor = "none" if defaults.lr_factor is None else f"{defaults.lr_factor:g}"
+        group.add_argument(f"--{prefix}-lr-factor", type=_factor, default=factor,
+                           help="discriminative rates: each layer group below gets lr / factor; none: one rate")
+        for option in ("batch-size", "weight-decay", "schedule"):
+            group.add_argument(f"--{prefix}-{option}", default=None,
+                               type=str if option == "schedule" else float if option == "weight-decay" else int,
+                               choices=SCHEDULES if option == "schedule" else None,
+                               help=f"this stage's --{option} (default: --{option})")
+        group.add_argument(f"--{prefix}-phase-lrs", type=float, nargs="+", default=None, metavar="LR",
+                           help="peak lr of each phase (runs of epochs training the same layer groups), as one "
+                                f"fit_one_cycle per phase (default: --{prefix}-lr for every phase)")
+        if stage == "classifier":
+            group.add_argument("--classifier-epochs-per-unfreeze", type=int, default=defaults.epochs_per_unfreeze,
+                               help="epochs before the next layer group unfreezes")
+            group.add_argument("--classifier-unfreeze-groups", type=int, nargs="+", default=None, metavar="K",
+                               help="top layer groups each unfreezing phase trains, as freeze_to(-K) calls (-1: all; "
+                                    "fastai's tutorial: 1 2 3 -1; default: one more per phase)")
+        else:
+            group.add_argument(f"--{prefix}-frozen-epochs", type=int, default=defaults.frozen_epochs,
+                               help="first epochs training only the top layer group (embeddings and decoder), as "
+                                    "fastai's fine_tune(freeze_epochs=...)")
+
+
+def recipe_settings(args: argparse.Namespace) -> Any:
+    """The :class:`~hf_elmo.training.ulmfit_settings.UlmfitSettings` that the options ask for."""
+    from ..training.ulmfit_settings import StageSettings, UlmfitSettings
+
+    stages = {}
+    for stage, prefix in STAGE_OPTIONS.items():
+        option = prefix.replace("-", "_")
+
+        def own(name: str, shared: Any) -> Any:
+            value = getattr(args, f"{option}_{name}")
+            return shared if value is None else value
+
+        factor = getattr(args, f"{option}_lr_factor")
+        stages[stage] = StageSettings(
+            epochs=getattr(args, f"{option}_epochs"), lr=getattr(args, f"{option}_lr"),
+            lr_factor=_factor(factor) if isinstance(factor, str) else factor,
+            batch_size=own("batch_size", args.batch_size), weight_decay=own("weight_decay", args.weight_decay),
+            betas=tuple(args.adam_betas), eps=args.adam_eps, schedule=own("schedule", args.schedule),
+            cut_frac=args.cut_frac, ratio=args.ratio, pct_start=args.pct_start, div=args.div,
+            div_final=args.div_final, moms=tuple(args.moms), max_grad_norm=args.max_grad_norm or None,
+            frozen_epochs=getattr(args, f"{option}_frozen_epochs", 0),
+            phase_lrs=getattr(args, f"{option}_phase_lrs"),
+            epochs_per_unfreeze=args.classifier_epochs_per_unfreeze if stage == "classifier" else 1,
+            unfreeze_groups=args.classifier_unfreeze_groups if stage == "classifier" else None,
+        )
+    return UlmfitSettings(**stages, bptt=args.bptt, bptt_jitter=args.bptt_jitter, min_freq=args.min_freq,
+                          max_vocab=args.max_vocab, replace_space=args.replace_space, drop_mult=args.drop_mult,
+                          seed=args.seed, bf16=args.bf16)
 
 
 def _label_ids(labels: list[Any], classes: list[str] | None = None) -> tuple[list[int], list[str]]:
@@ -90,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data import tabular
     from ..hub import push_folder
     from ..model_folders import check_model_folder
-    from ..training.ulmfit import UlmfitSettings, run_ulmfit, save_ulmfit_folders
+    from ..training.ulmfit import run_ulmfit, save_ulmfit_folders
     from . import check_push_arguments, console_logging, torch_threads
 
     check_push_arguments(args, pushes=("push_to_hub", "push_lm_to_hub"))
@@ -106,17 +207,14 @@ def run(args: argparse.Namespace) -> int:
         valid_x, valid_raw = tabular.read_labelled(args.valid, args.text_column, args.label_column,
                                                    split="validation" if not Path(args.valid).exists() else "train")
         valid_y, _ = _label_ids(valid_raw, classes)
+    settings = recipe_settings(args)  # before the data is read: a setting that cannot be meant stops here
     pretraining = tabular.read_texts(args.pretrain_data, args.text_column) if args.pretrain_data else None
-    settings = UlmfitSettings(
-        lm_epochs=args.lm_epochs, lm_lr=args.lm_lr, lm_batch_size=args.batch_size, bptt=args.bptt,
-        classifier_epochs=args.classifier_epochs, classifier_lr=args.classifier_lr,
-        classifier_batch_size=args.batch_size, drop_mult=args.drop_mult, seed=args.seed, bf16=args.bf16,
-    )
+    lm_valid = tabular.read_texts(args.lm_valid, args.text_column) if args.lm_valid else None
     with console_logging(logging.INFO), torch_threads(args.threads):
         result = run_ulmfit(
             train_x, train_y, valid_x, valid_y, pretrained=args.pretrained, pretraining_texts=pretraining,
             scratch_config=dict(emb_size=args.emb_size, hidden_size=args.hidden_size, num_layers=args.num_layers),
-            settings=settings, output_dir=args.output, min_freq=args.min_freq,
+            settings=settings, output_dir=args.output, lm_eval_texts=lm_valid,
         )
     if args.output or pushes:
         data, datasets = _describe(args.train, len(train_x))
@@ -127,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
                 classifier_repo_id=args.push_to_hub, revision=args.revision, datasets=datasets,
                 language=args.language, license=args.license, example_texts=(valid_x or train_x)[:2],
             )
-            (output / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
+            (output / "metrics.json").write_text(json.dumps(result.report(), indent=2) + "\n")
             if args.output:
                 print(f"saved the language model and the classifier under {args.output}")
             for folder, repo_id in ((folders["language_model"], args.push_lm_to_hub),
@@ -137,5 +235,6 @@ def run(args: argparse.Namespace) -> int:
                     url = push_folder(folder, repo_id, private=args.private, revision=args.revision,
                                       commit_message=f"Add the ULMFiT {what} trained with hf-elmo")
                     print(f"Pushed the {what} to {url}")
+    print(result.summary())
     print("\n".join(f"{key}: {value:.4f}" for key, value in result.metrics.items()))
     return 0

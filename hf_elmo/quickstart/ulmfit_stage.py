@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..training.ulmfit import CLASSIFIER_FOLDER, LM_FOLDER, UlmfitSettings, run_ulmfit, save_ulmfit_folders
+from ..training.ulmfit import CLASSIFIER_FOLDER, LM_FOLDER, run_ulmfit, save_ulmfit_folders
+from ..training.ulmfit_settings import StageSettings, UlmfitSettings
 from . import corpus
 
 # The task on the standard library: modules with hundreds of prose sentences on distinct topics, in every Python.
@@ -125,8 +126,10 @@ def run(task: Task, train_texts: Sequence[str], valid_texts: Sequence[str], outp
     folders under ``output / "ulmfit"``. ``data`` describes the quickstart's text for the cards."""
     pretraining = [t for t in train_texts if t not in task.used] or list(task.train_texts)
     lm_eval = [t for t in valid_texts if t not in task.used]
-    settings = UlmfitSettings(lm_epochs=lm_epochs, lm_lr=LR, classifier_epochs=classifier_epochs,
-                              classifier_lr=LR, drop_mult=DROP_MULT, seed=seed)
+    settings = UlmfitSettings(pretraining=StageSettings(epochs=lm_epochs, lr=LR, lr_factor=None),
+                              lm_finetuning=StageSettings(epochs=lm_epochs, lr=LR),
+                              classifier=StageSettings(epochs=classifier_epochs, lr=LR), drop_mult=DROP_MULT,
+                              seed=seed)
     result = run_ulmfit(task.train_texts, task.train_labels, task.valid_texts, task.valid_labels,
                         pretraining_texts=pretraining, lm_eval_texts=lm_eval or None, settings=settings,
                         scratch_config=dict(emb_size=emb_size, hidden_size=hidden_size, num_layers=num_layers),

@@ -4,7 +4,10 @@ top) and for ELMo models (which get a default grouping):
 * discriminative fine-tuning: :func:`make_optimizer` / :func:`discriminative_param_groups`;
 * slanted triangular learning rates (:func:`slanted_triangular_schedule`) and fastai's one-cycle policy
   (:func:`one_cycle_schedule`);
-* gradual unfreezing: :class:`GradualUnfreezingCallback`, :func:`freeze_to`;
+* gradual unfreezing: :class:`GradualUnfreezingCallback`, :func:`freeze_to`; frozen first epochs
+  (:class:`FrozenEpochsCallback`, fastai's ``fine_tune``);
+* the recipe's settings per stage (:class:`StageSettings`, :class:`UlmfitSettings`) and its per-epoch report
+  (:class:`EpochReportCallback`, :func:`stage_table`);
 * data: the stateful language-model stream (:class:`LMStreamDataset` with :class:`StatefulLMTrainer`) and
   length-sorted classifier batches (:class:`SortedLengthSampler`, :class:`SortedLengthTrainer`).
 
@@ -34,26 +37,38 @@ from .discriminative import (
     no_decay_parameter_ids,
 )
 from .layer_groups import grouped_parameters, layer_groups_of
+from .reporting import EpochRecord, EpochReportCallback, stage_table
 from .schedules import (
     OneCycle,
     OneCycleSchedule,
+    PhaseScaled,
+    RestartedCycles,
     SlantedTriangular,
     one_cycle_schedule,
     slanted_triangular_schedule,
 )
-from .trainers import SortedLengthTrainer, StatefulLMTrainer, dataset_lengths, detach_state
-from .unfreezing import GradualUnfreezingCallback, freeze, freeze_to, unfreeze
+from .trainers import EpochLossMixin, SortedLengthTrainer, StatefulLMTrainer, dataset_lengths, detach_state
+from .ulmfit_settings import StageSettings, UlmfitSettings
+from .unfreezing import FrozenEpochsCallback, GradualUnfreezingCallback, freeze, freeze_to, unfreeze
 
 __all__ = [
+    "EpochLossMixin",
+    "EpochRecord",
+    "EpochReportCallback",
+    "FrozenEpochsCallback",
     "GradualUnfreezingCallback",
     "LMStreamDataset",
     "OneCycle",
     "OneCycleSchedule",
+    "PhaseScaled",
+    "RestartedCycles",
     "SlantedTriangular",
     "SortedLengthSampler",
     "SortedLengthTrainer",
+    "StageSettings",
     "StatefulLMTrainer",
     "ULMFIT_BETAS",
+    "UlmfitSettings",
     "dataset_lengths",
     "detach_state",
     "discriminative_lrs",
@@ -71,6 +86,7 @@ __all__ = [
     "one_cycle_schedule",
     "slanted_triangular_schedule",
     "sorted_batches",
+    "stage_table",
     "unfreeze",
     "window_lengths",
 ]

@@ -14,6 +14,7 @@ steps the scheduler after each optimizer step), so training step ``t`` runs at `
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -124,21 +125,86 @@ class OneCycle:
         return _cos_between(moms[0], moms[1], pos) if warm else _cos_between(moms[1], moms[2], pos)
 
 
+@dataclass(frozen=True)
+class RestartedCycles:
+    """One :class:`OneCycle` after another: steps ``[0, n1)`` follow the first cycle, ``[n1, n1 + n2)`` the second
+    from its start, ..., as fastai's ULMFiT recipes call ``fit_one_cycle`` once per stage of gradual unfreezing.
+    Steps past the last cycle stay at its end."""
+
+    cycles: tuple[OneCycle, ...]
+    peaks: tuple[float, ...] | None = None  # each cycle's peak as a multiple of the base rate (default: all 1)
+
+    def __post_init__(self) -> None:
+        if not self.cycles:
+            raise ValueError("RestartedCycles needs at least one cycle")
+        if self.peaks is not None and (len(self.peaks) != len(self.cycles) or not all(p > 0 for p in self.peaks)):
+            raise ValueError(f"peaks must be {len(self.cycles)} numbers > 0, one per cycle, got {self.peaks}")
+
+    @property
+    def num_training_steps(self) -> int:
+        return sum(c.num_training_steps for c in self.cycles)
+
+    def _locate(self, step: int) -> tuple[int, int]:
+        """(which cycle, the step within it)."""
+        for k, cycle in enumerate(self.cycles[:-1]):
+            if step < cycle.num_training_steps:
+                return k, step
+            step -= cycle.num_training_steps
+        return len(self.cycles) - 1, step
+
+    def __call__(self, step: int) -> float:
+        k, local = self._locate(step)
+        return self.cycles[k](local) * (1.0 if self.peaks is None else self.peaks[k])
+
+    def momentum(self, step: int, moms: tuple[float, float, float] = (0.95, 0.85, 0.95)) -> float:
+        k, local = self._locate(step)
+        return self.cycles[k].momentum(local, moms)
+
+
+@dataclass(frozen=True)
+class PhaseScaled:
+    """A multiplier ``schedule`` scaled by ``scales[k]`` during phase ``k`` (phases of ``lengths`` steps, the last
+    one open-ended): e.g. a stage's frozen first epochs at their own peak rate (fastai's ``fine_tune`` trains its
+    frozen epoch at a different rate from the unfrozen ones)."""
+
+    schedule: Callable[[int], float]
+    lengths: tuple[int, ...]
+    scales: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.lengths) != len(self.scales) or not all(s > 0 for s in self.scales):
+            raise ValueError(f"one scale > 0 per phase: {len(self.lengths)} phases, scales {self.scales}")
+
+    def __call__(self, step: int) -> float:
+        start = 0
+        for length, scale in zip(self.lengths[:-1], self.scales[:-1]):
+            if step < start + length:
+                return self.schedule(step) * scale
+            start += length
+        return self.schedule(step) * self.scales[-1]
+
+
 class OneCycleSchedule(LambdaLR):
     """:class:`OneCycle` as a ``LambdaLR`` (each group's current ``lr`` is its peak) that also sets the momentum
-    (β1 of Adam-style optimizers, ``momentum`` of SGD) on every step when ``moms`` is given."""
+    (β1 of Adam-style optimizers, ``momentum`` of SGD) on every step when ``moms`` is given. ``num_training_steps``
+    a sequence of lengths: one cycle after another (:class:`RestartedCycles`)."""
 
     def __init__(
         self,
         optimizer: torch.optim.Optimizer,
-        num_training_steps: int,
+        num_training_steps: int | Sequence[int],
         pct_start: float = 0.25,
         div: float = 25.0,
         div_final: float = 1e5,
         moms: tuple[float, float, float] | None = (0.95, 0.85, 0.95),
         last_epoch: int = -1,
+        peaks: Sequence[float] | None = None,
     ) -> None:
-        self.cycle = OneCycle(num_training_steps, pct_start, div, div_final)
+        if isinstance(num_training_steps, Sequence):
+            self.cycle = RestartedCycles(tuple(OneCycle(n, pct_start, div, div_final) for n in num_training_steps),
+                                         None if peaks is None else tuple(peaks))
+        else:
+            self.cycle = OneCycle(num_training_steps, pct_start, div, div_final)
         self.moms = tuple(moms) if moms is not None else None
         if self.moms is not None:
             if len(self.moms) != 3:
@@ -176,12 +242,15 @@ class OneCycleSchedule(LambdaLR):
 
 def one_cycle_schedule(
     optimizer: torch.optim.Optimizer,
-    num_training_steps: int,
+    num_training_steps: int | Sequence[int],
     pct_start: float = 0.25,
     div: float = 25.0,
     div_final: float = 1e5,
     moms: tuple[float, float, float] | None = (0.95, 0.85, 0.95),
     last_epoch: int = -1,
+    peaks: Sequence[float] | None = None,
 ) -> OneCycleSchedule:
-    """fastai's ``fit_one_cycle`` schedule over ``num_training_steps`` optimizer steps (see :class:`OneCycle`)."""
-    return OneCycleSchedule(optimizer, num_training_steps, pct_start, div, div_final, moms, last_epoch)
+    """fastai's ``fit_one_cycle`` schedule over ``num_training_steps`` optimizer steps (see :class:`OneCycle`), or
+    one cycle after another over a sequence of lengths (:class:`RestartedCycles`, each peaking at ``peaks[k]`` times
+    the base rate when given)."""
+    return OneCycleSchedule(optimizer, num_training_steps, pct_start, div, div_final, moms, last_epoch, peaks)

@@ -6,6 +6,8 @@
 * :class:`SortedLengthTrainer`: classifier training on length-sorted batches
   (:class:`~hf_elmo.training.data.SortedLengthSampler`).
 
+Both keep each epoch's mean training loss (:class:`EpochLossMixin`) for the recipe's per-epoch report.
+
 Both only override documented ``Trainer`` hooks that transformers 4.57 and 5.x share (``_get_train_sampler``,
 ``compute_loss``, ``prediction_step``, ``evaluation_loop``, the dataloader getters), and use one process: the
 stream's rows and the sorted batches are not split between processes.
@@ -79,7 +81,30 @@ class _ResetStateEachEpoch(TrainerCallback):
         self._reset()
 
 
-class StatefulLMTrainer(Trainer):
+class EpochLossMixin:
+    """A ``Trainer`` mixin that keeps the mean training loss of the epoch under way (:meth:`take_epoch_loss`), as the
+    ULMFiT recipe reports it per epoch; the Trainer itself only logs a running figure every ``logging_steps``. The
+    losses are summed as tensors (no device synchronisation per step)."""
+
+    def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: torch.Tensor | int | None = None) -> Any:
+        result = super().compute_loss(model, inputs, return_outputs=return_outputs,  # type: ignore[misc]
+                                      num_items_in_batch=num_items_in_batch)
+        if model.training:
+            loss = (result[0] if return_outputs else result).detach().float().mean()
+            total = getattr(self, "_epoch_loss_sum", None)
+            self._epoch_loss_sum = loss if total is None else total + loss
+            self._epoch_loss_count = getattr(self, "_epoch_loss_count", 0) + 1
+        return result
+
+    def take_epoch_loss(self) -> float | None:
+        """The mean training loss of the batches since the last call (None: no batch), and starts a new epoch."""
+        total, count = getattr(self, "_epoch_loss_sum", None), getattr(self, "_epoch_loss_count", 0)
+        self._epoch_loss_sum, self._epoch_loss_count = None, 0
+        return None if total is None or count == 0 else float(total) / count
+
+
+class StatefulLMTrainer(EpochLossMixin, Trainer):
     """A ``Trainer`` that carries a recurrent LM's state between consecutive batches.
 
     Every forward pass gets ``use_cache=True`` and, from the second batch on, ``state=`` the previous batch's
@@ -211,7 +236,7 @@ def dataset_lengths(dataset: Dataset, key: str = "input_ids", length_column: str
     return lengths
 
 
-class SortedLengthTrainer(Trainer):
+class SortedLengthTrainer(EpochLossMixin, Trainer):
     """A ``Trainer`` whose training batches are length-sorted like fastai's SortedDL (see
     :func:`~hf_elmo.training.data.sorted_batches`): texts of similar length together, the longest batch first, a
     new order every epoch (seeded with ``data_seed`` or ``seed``). Evaluation keeps the Trainer's order, so that

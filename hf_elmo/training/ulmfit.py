@@ -6,7 +6,10 @@
 3. target-task classifier fine-tuning: the LM's encoder under a new head, gradual unfreezing (one more layer group
    per epoch, from the top), discriminative and slanted triangular learning rates, length-sorted batches.
 
-Every stage is a plain ``Trainer`` run built from :mod:`hf_elmo.training`'s pieces, so each can be used alone.
+Each stage trains as its :class:`~hf_elmo.training.ulmfit_settings.StageSettings` say (epochs, rates, weight decay,
+schedule: the paper's STLR or fastai's one-cycle, clipping, frozen epochs), and reports every epoch (time, tokens/s,
+loss, validation figure). Every stage is a plain ``Trainer`` run built from :mod:`hf_elmo.training`'s pieces, so
+each can be used alone.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-from transformers import DataCollatorWithPadding, TrainingArguments
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import DataCollatorWithPadding, TrainerCallback, TrainingArguments
 
 from ..cards import TrainingReport, render_awd_lstm_card
 from ..hub import is_hub_repo_id
@@ -32,51 +36,68 @@ from ..models.awd_lstm import (
     AWDLSTMTokenizer,
 )
 from .data import LMStreamDataset
-from .discriminative import ULMFIT_BETAS, make_optimizer
+from .discriminative import make_optimizer
 from .layer_groups import layer_groups_of
 from .progress import label_progress
-from .schedules import slanted_triangular_schedule
+from .reporting import EpochRecord, EpochReportCallback, stage_table
+from .schedules import PhaseScaled, SlantedTriangular, one_cycle_schedule
 from .trainers import SortedLengthTrainer, StatefulLMTrainer
-from .unfreezing import GradualUnfreezingCallback
+from .ulmfit_settings import STAGE_NAMES, StageSettings, UlmfitSettings
+from .unfreezing import FrozenEpochsCallback, GradualUnfreezingCallback
 
 logger = logging.getLogger("hf_elmo")
 
 
-@dataclass
-class UlmfitSettings:
-    """The recipe's knobs; the defaults are the paper's (lr factor 2.6, STLR cut_frac 0.1 / ratio 32, one layer group
-    unfrozen per epoch) at a size that runs on a CPU."""
-
-    lm_epochs: int = 1
-    lm_lr: float = 1e-2
-    lm_batch_size: int = 32
-    bptt: int = 70
-    classifier_epochs: int | None = None  # default: one per layer group, then one more with all unfrozen
-    classifier_lr: float = 1e-2
-    classifier_batch_size: int = 32
-    lr_factor: float = 2.6
-    cut_frac: float = 0.1
-    ratio: float = 32.0
-    drop_mult: float = 1.0
-    seed: int = 0
-    bf16: bool = False
-    extra_training_args: dict[str, Any] = field(default_factory=dict)
-
-
-def _args(output_dir: Path, settings: UlmfitSettings, epochs: int, batch_size: int, name: str) -> TrainingArguments:
+def _args(output_dir: Path, settings: UlmfitSettings, stage: StageSettings, epochs: int,
+          name: str) -> TrainingArguments:
+    """The Trainer's arguments of one stage. The optimiser and schedule are built by the recipe (``_optimizers``);
+    the optimiser's values are repeated here so that the Trainer's own record of its arguments agrees."""
     return TrainingArguments(
-        output_dir=str(output_dir / "checkpoints" / name), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size, save_strategy="no", report_to=[], seed=settings.seed,
-        logging_steps=10, bf16=settings.bf16, use_cpu=not torch.cuda.is_available(),
-        **settings.extra_training_args,
+        output_dir=str(output_dir / "checkpoints" / name), num_train_epochs=epochs,
+        per_device_train_batch_size=stage.batch_size, per_device_eval_batch_size=stage.batch_size,
+        learning_rate=stage.lr, weight_decay=stage.weight_decay, adam_beta1=stage.betas[0],
+        adam_beta2=stage.betas[1], adam_epsilon=stage.eps, max_grad_norm=stage.max_grad_norm or 0.0,
+        save_strategy="no", report_to=[], seed=settings.seed, logging_steps=10, bf16=settings.bf16,
+        use_cpu=not torch.cuda.is_available(), **settings.extra_training_args,
     )
 
 
-def _ulmfit_optimizers(model: torch.nn.Module, lr: float, steps: int, settings: UlmfitSettings):
-    optimizer = make_optimizer(model, lr=lr, factor=settings.lr_factor, betas=ULMFIT_BETAS)
-    schedule = slanted_triangular_schedule(optimizer, num_training_steps=max(1, steps), cut_frac=settings.cut_frac,
-                                           ratio=settings.ratio)
+def _optimizers(model: torch.nn.Module, stage: StageSettings, cycles: list[int]) -> tuple[Any, Any]:
+    """AdamW over the layer groups (discriminative rates, or one rate when ``lr_factor`` is None) and the stage's
+    schedule over ``cycles``, the optimizer steps of each run of epochs with the same trained groups: STLR runs
+    over all of them at once (the paper), one-cycle restarts at each (fastai's one ``fit_one_cycle`` per unfreezing
+    step). With ``phase_lrs``, each run peaks at its own rate."""
+    optimizer = make_optimizer(model, lr=stage.lr, factor=stage.lr_factor or 1.0, weight_decay=stage.weight_decay,
+                               betas=stage.betas, eps=stage.eps)
+    peaks = [1.0] * len(cycles)
+    if stage.phase_lrs is not None:
+        if len(stage.phase_lrs) != len(cycles):
+            raise ValueError(f"phase_lrs gives {len(stage.phase_lrs)} rates for the {len(cycles)} phases of this "
+                             "stage (runs of epochs that train the same layer groups)")
+        peaks = [x / stage.lr for x in stage.phase_lrs]
+    if stage.schedule == "one_cycle":
+        schedule = one_cycle_schedule(optimizer, cycles, pct_start=stage.pct_start, div=stage.div,
+                                      div_final=stage.div_final, moms=stage.moms, peaks=peaks)
+    else:
+        stlr = SlantedTriangular(sum(cycles), stage.cut_frac, stage.ratio)
+        schedule = LambdaLR(optimizer, PhaseScaled(stlr, tuple(cycles), tuple(peaks)))
     return optimizer, schedule
+
+
+def unfreezing_cycles(unfreezing: GradualUnfreezingCallback | None, epochs: int, n_groups: int,
+                      steps_per_epoch: int) -> list[int]:
+    """The optimizer steps of each run of consecutive epochs that train the same layer groups (as ``unfreezing``
+    decides; one run without it)."""
+    if unfreezing is None:
+        return [epochs * steps_per_epoch]
+    trained = [unfreezing.trained_groups(epoch, n_groups) for epoch in range(epochs)]
+    runs = [1]
+    for previous, current in zip(trained, trained[1:]):
+        if current == previous:
+            runs[-1] += 1
+        else:
+            runs.append(1)
+    return [run * steps_per_epoch for run in runs]
 
 
 def encode_documents(tokenizer: AWDLSTMTokenizer, texts: Sequence[str]) -> list[list[int]]:
@@ -124,22 +145,40 @@ def adapt_vocabulary(lm: AWDLSTMForLanguageModeling, tokenizer: AWDLSTMTokenizer
     return new_lm, new_tokenizer
 
 
+def lm_stream(documents: list[list[int]], settings: UlmfitSettings, stage: StageSettings,
+              bptt: int) -> LMStreamDataset:
+    """The LM stages' contiguous stream: ``stage.batch_size`` rows, windows around ``bptt`` (fixed ones when
+    ``settings.bptt_jitter`` is off), reshuffled each epoch from ``settings.seed``."""
+    return LMStreamDataset(documents, batch_size=stage.batch_size, bptt=bptt, seed=settings.seed,
+                           jitter=settings.bptt_jitter)
+
+
 def train_language_model(model: AWDLSTMForLanguageModeling, documents: list[list[int]], settings: UlmfitSettings,
-                         output_dir: Path, lr: float | None = None, epochs: int | None = None,
-                         desc: str = "ULMFiT language model") -> dict[str, float]:
-    """Stages 1 and 2: the LM over the contiguous stream of ``documents``, state carried between batches,
-    discriminative learning rates and a slanted triangular schedule (``desc`` labels the progress bar). Returns the
-    training loss (averaged over the run) and how the run went: tokens in the stream, epochs, optimizer steps,
-    seconds."""
-    epochs = epochs or settings.lm_epochs
-    stream = LMStreamDataset(documents, batch_size=settings.lm_batch_size, bptt=settings.bptt, seed=settings.seed)
-    steps = epochs * len(stream.window_lengths(0))  # the number of batches per epoch is fixed
-    optimizers = _ulmfit_optimizers(model, lr or settings.lm_lr, steps, settings)
-    trainer = StatefulLMTrainer(model=model, args=_args(output_dir, settings, epochs, settings.lm_batch_size, "lm"),
-                                train_dataset=stream, optimizers=optimizers)
+                         stage: StageSettings, output_dir: Path, desc: str = "ULMFiT language model",
+                         eval_documents: list[list[int]] | None = None, name: str = "lm",
+                         callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
+    """Stages 1 and 2: the LM over the contiguous stream of ``documents`` (windows of ``model.config.bptt``,
+    jittered unless ``settings.bptt_jitter`` is off), state carried between batches, trained as ``stage`` says
+    (``desc`` labels the progress bar; ``callbacks`` join the Trainer's). With ``eval_documents``, the perplexity on
+    them after every epoch. Returns the training loss (averaged over the run), the tokens of the stream, epochs,
+    optimizer steps, seconds and one :class:`EpochRecord` per epoch."""
+    bptt = model.config.bptt
+    stream = lm_stream(documents, settings, stage, bptt)
+    steps_per_epoch = len(stream.window_lengths(0))  # the number of batches per epoch is fixed
+    unfreezing = FrozenEpochsCallback(stage.frozen_epochs) if stage.frozen_epochs else None
+    cycles = unfreezing_cycles(unfreezing, stage.epochs, len(layer_groups_of(model)), steps_per_epoch)
+    trainer = StatefulLMTrainer(model=model, args=_args(output_dir, settings, stage, stage.epochs, name),
+                                train_dataset=stream, optimizers=_optimizers(model, stage, cycles),
+                                callbacks=([unfreezing] if unfreezing else []) + list(callbacks))
+    evaluate = None
+    if eval_documents:
+        def evaluate(m: torch.nn.Module) -> dict[str, float]:
+            return {"valid perplexity": language_model_perplexity(m, eval_documents, stage.batch_size, bptt)}
+    report = EpochReportCallback(trainer, stream.num_tokens, evaluate)
+    trainer.add_callback(report)
     result = label_progress(trainer, desc).train()
-    return {"lm train loss": result.training_loss, "tokens": stream.num_tokens, "epochs": epochs, "steps": steps,
-            "seconds": result.metrics["train_runtime"]}
+    return {"train loss": result.training_loss, "tokens": stream.num_tokens, "epochs": stage.epochs,
+            "steps": sum(cycles), "seconds": result.metrics["train_runtime"], "epochs_log": report.records}
 
 
 def classifier_from_language_model(lm: AWDLSTMForLanguageModeling, num_labels: int,
@@ -159,22 +198,37 @@ def classifier_from_language_model(lm: AWDLSTMForLanguageModeling, num_labels: i
 
 
 def train_classifier(model: AWDLSTMForSequenceClassification, documents: list[list[int]], labels: Sequence[int],
-                     tokenizer: AWDLSTMTokenizer, settings: UlmfitSettings, output_dir: Path) -> dict[str, float]:
-    """Stage 3: gradual unfreezing, discriminative and slanted triangular learning rates, length-sorted batches.
-    Returns the training loss (averaged over the run), epochs, optimizer steps and seconds."""
+                     tokenizer: AWDLSTMTokenizer, settings: UlmfitSettings, output_dir: Path,
+                     eval_documents: list[list[int]] | None = None, eval_labels: Sequence[int] | None = None,
+                     callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
+    """Stage 3: gradual unfreezing (``epochs_per_unfreeze``), discriminative rates and the stage's schedule,
+    length-sorted batches; with ``eval_documents``/``eval_labels``, the accuracy on them after every epoch. Returns
+    the training loss (averaged over the run), tokens per epoch, epochs, optimizer steps, seconds and one
+    :class:`EpochRecord` per epoch."""
+    stage = settings.classifier
     n_groups = len(layer_groups_of(model))
-    epochs = settings.classifier_epochs or n_groups + 1
+    phases = len(stage.unfreeze_groups) if stage.unfreeze_groups else n_groups
+    epochs = stage.epochs or phases * stage.epochs_per_unfreeze + 1  # each phase's turn, then one more
     rows = [{"input_ids": ids, "labels": int(y)} for ids, y in zip(documents, labels)]
-    steps = epochs * math.ceil(len(rows) / settings.classifier_batch_size)
-    optimizers = _ulmfit_optimizers(model, settings.classifier_lr, steps, settings)
+    unfreezing = GradualUnfreezingCallback(epochs_per_stage=stage.epochs_per_unfreeze,
+                                           stage_groups=stage.unfreeze_groups)
+    cycles = unfreezing_cycles(unfreezing, epochs, n_groups, math.ceil(len(rows) / stage.batch_size))
     trainer = SortedLengthTrainer(
-        model=model, args=_args(output_dir, settings, epochs, settings.classifier_batch_size, "classifier"),
-        train_dataset=rows, data_collator=DataCollatorWithPadding(tokenizer), optimizers=optimizers,
-        callbacks=[GradualUnfreezingCallback()], train_lengths=[len(r["input_ids"]) for r in rows],
+        model=model, args=_args(output_dir, settings, stage, epochs, "classifier"), train_dataset=rows,
+        data_collator=DataCollatorWithPadding(tokenizer), optimizers=_optimizers(model, stage, cycles),
+        callbacks=[unfreezing, *callbacks], train_lengths=[len(r["input_ids"]) for r in rows],
     )
+    evaluate = None
+    if eval_documents is not None and eval_labels is not None:
+        def evaluate(m: torch.nn.Module) -> dict[str, float]:
+            predicted = predict(m, tokenizer, eval_documents)
+            return {"valid accuracy": float((predicted == np.asarray(eval_labels)).mean())}
+    tokens = sum(len(d) for d in documents)
+    report = EpochReportCallback(trainer, tokens, evaluate)
+    trainer.add_callback(report)
     result = label_progress(trainer, "ULMFiT stage 3: classifier").train()
-    return {"classifier train loss": result.training_loss, "epochs": epochs, "steps": steps,
-            "seconds": result.metrics["train_runtime"]}
+    return {"train loss": result.training_loss, "tokens": tokens, "epochs": epochs, "steps": sum(cycles),
+            "seconds": result.metrics["train_runtime"], "epochs_log": report.records}
 
 
 @torch.no_grad()
@@ -215,8 +269,10 @@ def language_model_perplexity(model: AWDLSTMForLanguageModeling, documents: list
 
 @dataclass
 class StageRecord:
-    """What one stage of the recipe did (for reports and model cards). ``texts`` is None for a stage that was not
-    trained here (a pretrained LM, or none)."""
+    """What one stage of the recipe did (for metrics.json, the model cards and the printed summary). ``texts`` is
+    None for a stage that was not trained here (a pretrained LM, or none). ``settings`` are the stage's
+    :class:`StageSettings`; ``epochs_log`` one :class:`EpochRecord` per epoch; ``valid`` the validation figures
+    after the stage."""
 
     stage: int
     name: str
@@ -230,6 +286,31 @@ class StageRecord:
     valid_perplexity: float | None = None
     seconds: float | None = None
     note: str | None = None
+    settings: StageSettings | None = None
+    epochs_log: list[EpochRecord] = field(default_factory=list)
+    valid_accuracy: float | None = None
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Tokens read per second of training: every epoch's tokens over the epochs' training time (the validation
+        after each epoch, which ``seconds`` includes, not counted)."""
+        seconds = sum(e.seconds for e in self.epochs_log) if self.epochs_log else self.seconds
+        if not self.tokens or not seconds or not self.epochs:
+            return None
+        return self.tokens * self.epochs / seconds
+
+    @property
+    def valid(self) -> dict[str, float]:
+        found = {"valid perplexity": self.valid_perplexity, "valid accuracy": self.valid_accuracy}
+        return {k: v for k, v in found.items() if v is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (JSON) for metrics.json."""
+        record = {k: v for k, v in asdict(self).items() if k not in ("settings", "epochs_log")}
+        record["tokens_per_s"] = self.tokens_per_s
+        record["settings"] = None if self.settings is None else asdict(self.settings)
+        record["epochs_log"] = [asdict(e) for e in self.epochs_log]
+        return record
 
 
 @dataclass
@@ -244,11 +325,26 @@ class UlmfitResult:
     num_labels: int = 2
     num_valid: int = 0
 
+    def report(self) -> dict[str, Any]:
+        """metrics.json: the metrics (flat numbers, as before), the settings of the run and every stage's record."""
+        return {**self.metrics, "settings": self.settings.to_dict(), "stages": [r.to_dict() for r in self.stages]}
 
-def _trained_stage(stage: int, name: str, texts: int, run: dict[str, float], lr: float, batch_size: int,
-                   loss_key: str) -> StageRecord:
+    def summary(self) -> str:
+        """The one-table summary of the stages (and their epochs) that ``hf-elmo ulmfit`` prints at the end."""
+        return stage_table(self.stages)
+
+
+def _trained_stage(stage: int, name: str, texts: int, run: dict[str, Any], settings: StageSettings) -> StageRecord:
     return StageRecord(stage, name, texts=texts, tokens=run.get("tokens"), epochs=run["epochs"], steps=run["steps"],
-                       lr=lr, batch_size=batch_size, train_loss=run[loss_key], seconds=run["seconds"])
+                       lr=settings.lr, batch_size=settings.batch_size, train_loss=run["train loss"],
+                       seconds=run["seconds"], settings=settings, epochs_log=run["epochs_log"])
+
+
+def _use_bptt(model: AWDLSTMForLanguageModeling, settings: UlmfitSettings) -> None:
+    """``settings.bptt`` (when set) becomes the model's ``config.bptt``, the one value the LM stream and the
+    classifier's chunks read (and the saved folders record)."""
+    if settings.bptt is not None:
+        model.config.bptt = settings.bptt
 
 
 def run_ulmfit(
@@ -262,20 +358,20 @@ def run_ulmfit(
     scratch_config: dict[str, Any] | None = None,
     settings: UlmfitSettings | None = None,
     output_dir: str | Path | None = None,
-    min_freq: int = 2,
-    max_vocab: int = 60000,
     lm_eval_texts: Sequence[str] | None = None,
 ) -> UlmfitResult:
     """The three stages. Stage 1 is either a pretrained LM (``pretrained``: a folder or Hub id of an
     AWDLSTMForLanguageModeling, whose vocabulary is adapted to the task's texts as fastai does) or an LM trained from
     scratch on ``pretraining_texts`` (with a vocabulary built from them and the task's texts; ``scratch_config`` sets
     the sizes). Stage 2 fine-tunes it on the task's texts (train and, without their labels, validation), stage 3
-    trains the classifier. Returns both models, the metrics (the training losses; validation accuracy and the
-    majority class's accuracy when validation data is given; the LM's perplexity on ``lm_eval_texts``, texts that
-    no stage trains on, before and after each LM stage, when given) and a record of every stage."""
+    trains the classifier; each as ``settings`` says for it (:class:`UlmfitSettings`). Returns both models, the
+    metrics (the training losses; validation accuracy and the majority class's accuracy when validation data is
+    given; the LM's perplexity on ``lm_eval_texts``, texts that no stage trains on, before and after each LM stage,
+    when given) and a record of every stage and epoch (the validation figures after each epoch included)."""
     if pretrained is not None:  # before any work: a folder of another model type would train a random model
         check_model_folder(pretrained, AWDLSTMConfig.model_type, role="the pretrained language model")
     settings = settings or UlmfitSettings()
+    settings.check()
     torch.manual_seed(settings.seed)
     num_labels = int(max(train_labels)) + 1
     metrics: dict[str, float] = {}
@@ -284,8 +380,15 @@ def run_ulmfit(
     def perplexity(key: str) -> float | None:
         if not lm_eval_texts:
             return None
-        metrics[key] = language_model_perplexity(lm, encode_documents(tokenizer, lm_eval_texts),
-                                                 settings.lm_batch_size, settings.bptt)
+        metrics[key] = language_model_perplexity(lm, eval_documents, settings.lm_finetuning.batch_size,
+                                                 lm.config.bptt)
+        return metrics[key]
+
+    def after_stage(key: str, record: StageRecord) -> float | None:
+        # the perplexity measured after the stage's last epoch: the model as the stage left it
+        if not lm_eval_texts:
+            return None
+        metrics[key] = record.epochs_log[-1].valid["valid perplexity"]
         return metrics[key]
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -294,54 +397,63 @@ def run_ulmfit(
         if pretrained is not None:
             old_tokenizer = AWDLSTMTokenizer.from_pretrained(pretrained)
             lm, tokenizer = adapt_vocabulary(AWDLSTMForLanguageModeling.from_pretrained(pretrained), old_tokenizer,
-                                             task_texts, min_freq=min_freq, max_vocab=max_vocab)
+                                             task_texts, min_freq=settings.min_freq, max_vocab=settings.max_vocab)
+            _use_bptt(lm, settings)
             new_tokens = len(set(tokenizer.itos) - set(old_tokenizer.itos))
             stages.append(StageRecord(1, "general-domain LM", note=(
                 f"pretrained LM {pretrained}; vocabulary adapted to the task's texts: {len(tokenizer.itos):,} "
                 f"tokens, {new_tokens:,} of them new (started from the mean embedding)")))
+            eval_documents = encode_documents(tokenizer, lm_eval_texts or [])
             perplexity("lm valid perplexity before")
         else:
             corpus = list(pretraining_texts or []) + task_texts
-            tokenizer = AWDLSTMTokenizer.from_texts(corpus, min_freq=min_freq, max_vocab=max_vocab)
+            tokenizer = AWDLSTMTokenizer.from_texts(corpus, min_freq=settings.min_freq, max_vocab=settings.max_vocab,
+                                                    replace_space=settings.replace_space)
             # a row for every entry of itos, fastai's "xxfake" padding included (as fastai's model has; the vocab
             # dict counts those once), so that the saved LM can be fine-tuned again (adapt_vocabulary reads rows
             # by itos position)
             config = AWDLSTMConfig.for_language_model(
                 drop_mult=settings.drop_mult, vocab_size=len(tokenizer.itos), **(scratch_config or {}))
             lm = AWDLSTMForLanguageModeling(config)
+            _use_bptt(lm, settings)
+            eval_documents = encode_documents(tokenizer, lm_eval_texts or [])
             perplexity("lm valid perplexity before")
             if pretraining_texts:
                 logger.info("ULMFiT stage 1: pretraining the language model on %d texts", len(pretraining_texts))
-                stage1 = train_language_model(lm, encode_documents(tokenizer, pretraining_texts), settings, out,
-                                              desc="ULMFiT stage 1: LM pretraining")
-                metrics["stage 1 lm train loss"] = stage1["lm train loss"]
+                stage1 = train_language_model(lm, encode_documents(tokenizer, pretraining_texts), settings,
+                                              settings.pretraining, out, desc="ULMFiT stage 1: LM pretraining",
+                                              eval_documents=eval_documents or None, name="lm-pretraining")
+                metrics["stage 1 lm train loss"] = stage1["train loss"]
                 stages.append(_trained_stage(1, "general-domain LM pretraining", len(pretraining_texts), stage1,
-                                             settings.lm_lr, settings.lm_batch_size, "lm train loss"))
-                stages[-1].valid_perplexity = perplexity("stage 1 lm valid perplexity")
+                                             settings.pretraining))
+                stages[-1].valid_perplexity = after_stage("stage 1 lm valid perplexity", stages[-1])
             else:
                 stages.append(StageRecord(1, "general-domain LM", note=(
                     f"none: the LM started from random weights (vocabulary of {len(tokenizer.itos):,} tokens from "
                     "the task's texts)")))
         logger.info("ULMFiT stage 2: fine-tuning the language model on the task's %d texts", len(task_texts))
-        stage2 = train_language_model(lm, encode_documents(tokenizer, task_texts), settings, out,
-                                      desc="ULMFiT stage 2: LM fine-tuning")
-        metrics["stage 2 lm train loss"] = stage2["lm train loss"]
-        stages.append(_trained_stage(2, "target-task LM fine-tuning", len(task_texts), stage2, settings.lm_lr,
-                                     settings.lm_batch_size, "lm train loss"))
-        stages[-1].valid_perplexity = perplexity("stage 2 lm valid perplexity")
+        stage2 = train_language_model(lm, encode_documents(tokenizer, task_texts), settings, settings.lm_finetuning,
+                                      out, desc="ULMFiT stage 2: LM fine-tuning",
+                                      eval_documents=eval_documents or None, name="lm-finetuning")
+        metrics["stage 2 lm train loss"] = stage2["train loss"]
+        stages.append(_trained_stage(2, "target-task LM fine-tuning", len(task_texts), stage2,
+                                     settings.lm_finetuning))
+        stages[-1].valid_perplexity = after_stage("stage 2 lm valid perplexity", stages[-1])
         logger.info("ULMFiT stage 3: training the classifier on %d labelled texts", len(train_texts))
         classifier = classifier_from_language_model(lm, num_labels, settings)
+        has_valid = valid_texts is not None and valid_labels is not None
+        valid_documents = encode_documents(tokenizer, valid_texts) if has_valid else None
         stage3 = train_classifier(classifier, encode_documents(tokenizer, train_texts), train_labels, tokenizer,
-                                  settings, out)
-        metrics["stage 3 classifier train loss"] = stage3["classifier train loss"]
-        stages.append(_trained_stage(3, "classifier fine-tuning", len(train_texts), stage3, settings.classifier_lr,
-                                     settings.classifier_batch_size, "classifier train loss"))
-        if valid_texts is not None and valid_labels is not None:
-            predicted = predict(classifier, tokenizer, encode_documents(tokenizer, valid_texts))
+                                  settings, out, valid_documents, valid_labels if has_valid else None)
+        metrics["stage 3 classifier train loss"] = stage3["train loss"]
+        stages.append(_trained_stage(3, "classifier fine-tuning", len(train_texts), stage3, settings.classifier))
+        if has_valid:
+            # the accuracy measured after the last epoch: the classifier as training left it
+            metrics["valid accuracy"] = stages[-1].epochs_log[-1].valid["valid accuracy"]
             valid = np.asarray(valid_labels)
-            metrics["valid accuracy"] = float((predicted == valid).mean())
             majority = int(np.bincount(np.asarray(train_labels)).argmax())  # the training data's most frequent class
             metrics["valid majority-class accuracy"] = float((valid == majority).mean())
+            stages[-1].valid_accuracy = metrics["valid accuracy"]
     return UlmfitResult(lm, classifier, tokenizer, metrics, stages, settings,
                         None if pretrained is None else str(pretrained), num_labels, len(valid_texts or []))
 
@@ -356,29 +468,41 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
-def _stage_row(record: StageRecord, settings: UlmfitSettings, num_labels: int) -> dict[str, str]:
-    """One row of a card's training table."""
+def _stage_row(record: StageRecord, settings: UlmfitSettings, num_labels: int, bptt: int) -> dict[str, str]:
+    """One row of a card's training table: the data, how the stage trained (its StageSettings in words) and what
+    it reached, epoch by epoch where there was validation data."""
     label = f"{record.stage}. {record.name}"
     if record.texts is None:
         return {"stage": label, "data": "–", "schedule": record.note or "–", "result": "–"}
+    stage = record.settings or settings.stage(STAGE_NAMES[record.stage - 1])
     if record.stage == 3:
         data = f"{_plural(record.texts, 'labelled text')}, {num_labels} classes"
         reading = f"batch {record.batch_size}, texts of similar length together"
-        unfreezing = "gradual unfreezing (one more layer group per epoch, from the top); "
+        every = _plural(stage.epochs_per_unfreeze, 'epoch')
+        if stage.unfreeze_groups:
+            steps = ", ".join("all" if k == -1 else str(k) for k in stage.unfreeze_groups)
+            unfreezing = f"gradual unfreezing (the top {steps} layer groups, changing every {every}); "
+        else:
+            unfreezing = f"gradual unfreezing (one more layer group every {every}, from the top); "
     else:
         data = _plural(record.texts, "text") + (" (training and validation texts, without labels)"
                                                 if record.stage == 2 else "")
         data += f", {record.tokens:,} tokens" if record.tokens else ""
-        reading = f"batch {record.batch_size} × bptt {settings.bptt}, one contiguous stream, state carried"
+        windows = "jittered windows around" if settings.bptt_jitter else "fixed windows of"
+        reading = f"batch {record.batch_size} × {windows} bptt {bptt}, one contiguous stream, state carried"
         unfreezing = ""
-    schedule = (f"{_plural(record.epochs, 'epoch')} ({_plural(record.steps, 'step')}); {unfreezing}AdamW "
-                f"(β = {ULMFIT_BETAS[0]:g}, {ULMFIT_BETAS[1]:g}), lr {record.lr:g} for the top layer group and "
-                f"÷{settings.lr_factor:g} per group below, slanted triangular (cut_frac {settings.cut_frac:g}, ratio "
-                f"{settings.ratio:g}); {reading}; dropouts × {settings.drop_mult:g}")
+    schedule = (f"{_plural(record.epochs, 'epoch')} ({_plural(record.steps, 'step')}); {unfreezing}"
+                f"{stage.describe()}; {reading}; dropouts × {settings.drop_mult:g}")
     result = f"train loss {record.train_loss:.3f}"
     if record.valid_perplexity is not None:
         result += f", validation perplexity {record.valid_perplexity:.1f}"
-    return {"stage": label, "data": data, "schedule": schedule, "result": result + f" ({record.seconds:.0f} s)"}
+    per_epoch = [f"{e.epoch}: " + ", ".join(f"{k.removeprefix('valid ')} {v:.4g}" for k, v in e.valid.items())
+                 for e in record.epochs_log if e.valid]
+    if per_epoch:
+        result += " (after each epoch: " + "; ".join(per_epoch) + ")"
+    speed = f", {record.tokens_per_s:,.0f} tokens/s" if record.tokens_per_s else ""
+    return {"stage": label, "data": data, "schedule": schedule,
+            "result": result + f" ({record.seconds:.0f} s{speed})"}
 
 
 def ulmfit_training_report(result: UlmfitResult, kind: str, data: str, *, origin: str | None = None,
@@ -398,7 +522,7 @@ def ulmfit_training_report(result: UlmfitResult, kind: str, data: str, *, origin
         results["LM validation perplexity (held-out general text)"] = " → ".join(
             f"{value:.1f} ({name})" for name, value in perplexities)
     results["training time"] = f"{sum(r.seconds or 0.0 for r in records):.0f} s"
-    rows = [_stage_row(r, result.settings, result.num_labels) for r in records]
+    rows = [_stage_row(r, result.settings, result.num_labels, result.language_model.config.bptt) for r in records]
     return TrainingReport(data=data, stages=rows, results=results, origin=origin, datasets=datasets,
                           task=task if kind == "classifier" else None)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
@@ -85,19 +86,31 @@ class GradualUnfreezingCallback(TrainerCallback):
         groups: layer groups, bottom to top; default ``model.layer_groups()`` (or the ELMo fallback).
         epochs_per_stage: epochs to train at each stage before unfreezing the next group (ULMFiT: 1).
         train_bn: keep BatchNorm layers of frozen groups trainable, as fastai does.
+        stage_groups: how many top groups each stage trains, as a fastai script's ``freeze_to(-k)`` calls give them
+            (e.g. fastai's ULMFiT tutorial ``(1, 2, 3, -1)``: -1, or any count ≥ L, is every group); the last stage
+            lasts to the end. Default: 1, 2, 3, ... (one more group per stage).
     """
 
-    def __init__(self, groups: LayerGroups | None = None, epochs_per_stage: int = 1, train_bn: bool = True) -> None:
+    def __init__(self, groups: LayerGroups | None = None, epochs_per_stage: int = 1, train_bn: bool = True,
+                 stage_groups: Sequence[int] | None = None) -> None:
         if int(epochs_per_stage) != epochs_per_stage or epochs_per_stage < 1:
             raise ValueError(f"epochs_per_stage must be a positive integer, got {epochs_per_stage}")
+        if stage_groups is not None and (not stage_groups or not all(
+                int(k) == k and (k >= 1 or k == -1) for k in stage_groups)):
+            raise ValueError(f"stage_groups must be counts of top groups >= 1 (or -1: all), got {stage_groups}")
         self.groups = groups
         self.epochs_per_stage = int(epochs_per_stage)
         self.train_bn = train_bn
+        self.stage_groups = None if stage_groups is None else tuple(int(k) for k in stage_groups)
         self._next_epoch = 0
 
     def trained_groups(self, epoch: int, n_groups: int) -> int:
         """How many of the top layer groups train during ``epoch``."""
-        return min(n_groups, epoch // self.epochs_per_stage + 1)
+        stage = epoch // self.epochs_per_stage
+        if self.stage_groups is None:
+            return min(n_groups, stage + 1)
+        wanted = self.stage_groups[min(stage, len(self.stage_groups) - 1)]
+        return n_groups if wanted == -1 else min(n_groups, wanted)
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                        **kwargs: Any) -> None:
@@ -113,3 +126,14 @@ class GradualUnfreezingCallback(TrainerCallback):
         n_trained = self.trained_groups(epoch, n_groups)
         freeze_to(model, n_groups - n_trained, self.groups, self.train_bn)
         logger.info("gradual unfreezing: epoch %d trains the top %d of %d layer groups", epoch, n_trained, n_groups)
+
+
+class FrozenEpochsCallback(GradualUnfreezingCallback):
+    """fastai's ``fine_tune(epochs, freeze_epochs=k)``: the first ``frozen_epochs`` epochs train only the top layer
+    group (for a language model, the embeddings and the tied decoder), then every group trains: the two-stage case
+    of :class:`GradualUnfreezingCallback` (``stage_groups=(1, -1)``)."""
+
+    def __init__(self, frozen_epochs: int = 1, groups: LayerGroups | None = None, train_bn: bool = True) -> None:
+        if int(frozen_epochs) != frozen_epochs or frozen_epochs < 1:
+            raise ValueError(f"frozen_epochs must be a positive integer, got {frozen_epochs}")
+        super().__init__(groups, epochs_per_stage=int(frozen_epochs), train_bn=train_bn, stage_groups=(1, -1))
