@@ -290,6 +290,7 @@ def test_metrics_json_card_and_summary_say_what_ran(staged_run):
     assert "weight decay 0.1" in card and "no gradient clipping" in card
     assert "gradients clipped to norm 1" in card and "the first 1 epoch(s) train only the top layer group" in card
     assert "the top 1, all layer groups, changing every 1 epoch" in card
+    assert "(min_freq 1, max_vocab 200, replace_space off)" in card
     assert "(peak lr of each phase: 0.01, 0.005)" in card
     assert "fixed windows of bptt 12" in card and "tokens/s" in card and "(after each epoch: 1: accuracy" in card
     table = result.summary()

@@ -521,6 +521,9 @@ def ulmfit_training_report(result: UlmfitResult, kind: str, data: str, *, origin
     if perplexities:
         results["LM validation perplexity (held-out general text)"] = " → ".join(
             f"{value:.1f} ({name})" for name, value in perplexities)
+    settings = result.settings
+    results["vocabulary"] = (f"{len(result.tokenizer.itos):,} tokens (min_freq {settings.min_freq}, max_vocab "
+                             f"{settings.max_vocab:,}, replace_space {'on' if settings.replace_space else 'off'})")
     results["training time"] = f"{sum(r.seconds or 0.0 for r in records):.0f} s"
     rows = [_stage_row(r, result.settings, result.num_labels, result.language_model.config.bptt) for r in records]
     return TrainingReport(data=data, stages=rows, results=results, origin=origin, datasets=datasets,
