@@ -53,3 +53,23 @@ BLOCK_HF_ELMO = textwrap.dedent(
     BLOCKED.clear()
     '''
 )
+
+
+def run_child(python: str, script: str, workdir, *args: str) -> dict:
+    """Runs ``script`` (a ``BLOCK_HF_ELMO`` script that prints one JSON report as its last line) with ``python``
+    in ``workdir``, offline and with fresh Hugging Face caches there; returns the report. Fails the test, with the
+    child's stderr, when the child fails."""
+    import json
+    import os
+    import subprocess
+    from pathlib import Path
+
+    workdir = Path(workdir)
+    (workdir / "child.py").write_text(script)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
+    env.update(HF_HOME=str(workdir / "hf_home"), HF_MODULES_CACHE=str(workdir / "hf_modules"), HF_HUB_OFFLINE="1",
+               TRANSFORMERS_OFFLINE="1", PYTHONNOUSERSITE="1", OMP_NUM_THREADS="2")
+    done = subprocess.run([str(python), str(workdir / "child.py"), *args], capture_output=True, text=True,
+                          cwd=workdir, env=env, timeout=300)
+    assert done.returncode == 0, f"child process failed:\n{done.stderr[-4000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])

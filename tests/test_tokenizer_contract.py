@@ -12,8 +12,6 @@ under transformers 4.57, whose tokenizer internals differ, on the saved folders 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,7 +21,7 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizer
 
 import hf_elmo  # noqa: F401  (registers the tokenizers, so that saved folders carry their code)
-from clean_process import BLOCK_HF_ELMO
+from clean_process import BLOCK_HF_ELMO, run_child
 from hf_elmo import AWDLSTMTokenizer, ElmoTokenizer
 
 TF457_PYTHON = Path(__file__).resolve().parents[1] / ".venv-tf457/bin/python"
@@ -340,14 +338,7 @@ def test_the_contract_holds_under_transformers_4_57(tmp_path):
         spec[family.__name__] = {"folder": str(folder), "texts": contract.TEXTS}
         here[family.__name__] = (tokenizer, contract)
     (tmp_path / "spec.json").write_text(json.dumps(spec))
-    (tmp_path / "child.py").write_text(CHILD)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
-    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_MODULES_CACHE=str(tmp_path / "hf_modules"),
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONNOUSERSITE="1")
-    done = subprocess.run([str(TF457_PYTHON), str(tmp_path / "child.py"), str(tmp_path / "spec.json")],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-4000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = run_child(TF457_PYTHON, CHILD, tmp_path, str(tmp_path / "spec.json"))
     assert report["transformers"].startswith("4.57"), report["transformers"]
     assert report["leaked"] == []
     for name, got in report["families"].items():

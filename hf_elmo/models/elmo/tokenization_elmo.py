@@ -696,3 +696,56 @@ class ElmoTokenizer(PreTrainedTokenizer):
     def batch_decode(self, sequences: Any, skip_special_tokens: bool = False, **kwargs: Any) -> list[str]:  # type: ignore[override]
         """Every sequence of a batch decoded (``decode`` of each)."""
         return [self._decode(seq, skip_special_tokens=skip_special_tokens, **kwargs) for seq in to_py_obj(sequences)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# pipeline("token-classification") for ELMo
+# ----------------------------------------------------------------------------------------------------------------
+# What a token classifier's config.json declares (``config.custom_pipelines``) so that
+# ``pipeline("token-classification", model=folder, trust_remote_code=True)`` runs the pipeline below: transformers'
+# own reads one id per token (``int(input_ids[i])``), where ELMo has a row of character ids per word.
+CUSTOM_PIPELINES = {
+    "token-classification": {
+        "impl": "tokenization_elmo.ElmoTokenClassificationPipeline",
+        "pt": ["AutoModelForTokenClassification"],
+        "tf": [],
+        "type": "text",
+    }
+}
+
+
+def _token_classification_pipeline() -> type:
+    from transformers import TokenClassificationPipeline
+
+    class ElmoTokenClassificationPipeline(TokenClassificationPipeline):
+        """transformers' token-classification pipeline for ELMo: every position's word is read from its row of
+        character ids (transformers' own takes the position for one token id), and found in the sentence for its
+        ``start``/``end`` (None where normalisation changed it). A position is a whole word, never a sub-word."""
+
+        def gather_pre_entities(self, sentence: str, input_ids: Any, scores: np.ndarray, offset_mapping: Any,
+                                special_tokens_mask: np.ndarray, aggregation_strategy: Any,
+                                word_ids: Any = None, word_to_chars_map: Any = None) -> list[dict]:
+            rows = to_py_obj(input_ids)
+            entities, cursor = [], 0
+            for idx, token_scores in enumerate(scores):
+                if special_tokens_mask[idx]:
+                    continue
+                word = char_ids_to_word(rows[idx])
+                start = sentence.find(word, cursor) if sentence and word else -1
+                end = None
+                if start >= 0:
+                    end = cursor = start + len(word)
+                entities.append({"word": word, "scores": token_scores, "start": start if start >= 0 else None,
+                                 "end": end, "index": idx, "is_subword": False})
+            return entities
+
+    return ElmoTokenClassificationPipeline
+
+
+def __getattr__(name: str) -> Any:
+    # ElmoTokenClassificationPipeline is built on first use: transformers.pipelines is a heavy import that the
+    # tokenizer itself never needs
+    if name == "ElmoTokenClassificationPipeline":
+        cls = globals()[name] = _token_classification_pipeline()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
