@@ -79,6 +79,42 @@ class TokenizerContract:
             assert tokenizer.convert_ids_to_tokens(ids[0]) == tokens[0]
             assert tokenizer.convert_tokens_to_ids(tokens[0]) == ids[0]
 
+    def test_pretokenized_input(self, tokenizer):
+        for text in self.TEXTS:
+            tokens = self.pretokenized(tokenizer, text)
+            assert tokenizer(tokens, is_split_into_words=True)["input_ids"] == tokenizer.encode(text), text
+        batch = [self.pretokenized(tokenizer, t) for t in self.TEXTS]
+        assert tokenizer(batch, is_split_into_words=True, padding=True)["input_ids"] == tokenizer(
+            self.TEXTS, padding=True)["input_ids"]
+
+    def pretokenized(self, tokenizer: PreTrainedTokenizer, text: str) -> list[str]:
+        """What ``is_split_into_words=True`` takes for ``text`` (the tokens ``tokenize`` gives, by default)."""
+        return tokenizer.tokenize(text)
+
+    @pytest.mark.parametrize("side", ["right", "left"])
+    def test_truncation(self, tokenizer, side):
+        text = max(self.TEXTS, key=lambda t: len(tokenizer.encode(t)))
+        full = tokenizer.encode(text)
+        kept_words = tokenizer.convert_ids_to_tokens(full, skip_special_tokens=True)
+        old_side = tokenizer.truncation_side
+        tokenizer.truncation_side = side
+        try:
+            for length in (len(full) - 1, len(full) - 3):
+                cut = tokenizer(text, truncation=True, max_length=length)["input_ids"]
+                assert len(cut) == length
+                words = tokenizer.convert_ids_to_tokens(cut, skip_special_tokens=True)
+                assert words == (kept_words[:len(words)] if side == "right" else kept_words[len(kept_words) - len(words):])
+                assert len(words) < len(kept_words) or length == len(full) - 1  # (that one may cut a special)
+            assert tokenizer(text, truncation=True, max_length=len(full) + 5)["input_ids"] == full
+        finally:
+            tokenizer.truncation_side = old_side
+
+    def test_pickle(self, tokenizer):
+        import pickle
+
+        tokenizer(self.TEXTS)  # fills the caches, which travel with it
+        self._same_outputs(tokenizer, pickle.loads(pickle.dumps(tokenizer)))
+
     # ---- decode / batch_decode ---------------------------------------------------------------------------------
     def test_decode_round_trip(self, tokenizer):
         for text in self.TEXTS:
