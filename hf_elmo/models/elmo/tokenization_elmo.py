@@ -10,6 +10,7 @@ A word vocabulary is optional: only the language-model head needs one (``token_i
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import unicodedata
@@ -306,6 +307,21 @@ class ElmoTokenizer(PreTrainedTokenizer):
             for word, _ in sorted(self.vocab.items(), key=lambda kv: kv[1]):
                 f.write(word + "\n")
         return (path,)
+
+    def _save_pretrained(self, save_directory: str | os.PathLike, file_names: tuple[str, ...],
+                         legacy_format: bool | None = None, filename_prefix: str | None = None) -> tuple[str, ...]:
+        # transformers' legacy added_tokens.json would hold only the padding token, which is no word of the
+        # vocabulary and which tokenizer_config.json records already: left out, so that folders keep their layout
+        names = super()._save_pretrained(save_directory, file_names, legacy_format=legacy_format,
+                                         filename_prefix=filename_prefix)
+        path = os.path.join(save_directory, (filename_prefix + "-" if filename_prefix else "") + "added_tokens.json")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                added = json.load(f)
+            if set(added) <= {str(self.pad_token)}:
+                os.remove(path)
+                names = tuple(n for n in names if n != path)
+        return names
 
     @classmethod
     def build_vocab(
