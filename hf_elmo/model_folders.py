@@ -92,7 +92,24 @@ def check_model_folder(source: str | os.PathLike, needed: str | Iterable[str], r
     if weights and path.is_dir() and not any((path / name).is_file() for name in WEIGHTS_FILES):
         raise ModelFolderError(f"{source} holds a {describe_type(found)} config but no weights (none of "
                                f"{', '.join(WEIGHTS_FILES)}); {role} needs a saved model")
+    check_config_values(source, found, config)
     return config
+
+
+def check_config_values(source: str | os.PathLike, model_type: str, config: dict[str, Any]) -> None:
+    """Builds the registered configuration class of ``model_type`` from ``config`` (config.json's dict), which checks
+    every field strictly and caps the sizes, so that a bad or absurd value (``"n_layers": 1000000``) stops here with
+    one line naming the folder, before a model is built from it. Nothing is checked for a type not registered in
+    this process."""
+    from transformers import CONFIG_MAPPING
+
+    if model_type not in CONFIG_MAPPING:
+        return
+    fields = {k: v for k, v in config.items() if k != "model_type"}
+    try:
+        CONFIG_MAPPING[model_type](**fields)
+    except (TypeError, ValueError) as e:
+        raise ModelFolderError(f"{source}: invalid config.json: {str(e)[:300]}") from None
 
 
 # --------------------------------------------------------------------------------------------------------------------

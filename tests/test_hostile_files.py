@@ -339,3 +339,126 @@ def test_expanded_views_do_not_size_the_model(tmp_path, capsys, key):
     state[key] = torch.zeros(1).expand(100_000, 100_000)
     err = convert_awd_lstm_error(capsys, tmp_path, state)
     assert f"tensor '{key}' of shape (100000, 100000)" in err and "expanded or overlapping view" in err
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 4. Options are validated strictly, against the file, before the model is built
+# --------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("section, key, value, option, fragment", [
+    ("lstm", "dim", 64.7, "lstm.dim", "lstm_dim must be an integer, got 64.7"),
+    ("lstm", "dim", 12.0, "lstm.dim", "lstm_dim must be an integer, got 12.0"),
+    ("lstm", "dim", True, "lstm.dim", "lstm_dim must be an integer, got True"),
+    ("lstm", "use_skip_connections", "false", "lstm.use_skip_connections", "must be true or false, got 'false'"),
+    ("lstm", "use_skip_connections", 0, "lstm.use_skip_connections", "must be true or false, got 0"),
+    ("lstm", "cell_clip", -3, "lstm.cell_clip", "cell_clip must be at least 0.0, got -3.0"),
+    ("lstm", "proj_clip", "3", "lstm.proj_clip", "proj_clip must be a finite number, got '3'"),
+    ("lstm", "n_layers", 10**6, "lstm.n_layers", "n_layers must be at most 64, got 1000000"),
+    ("lstm", "projection_dim", -6, "lstm.projection_dim", "projection_dim must be positive, got -6"),
+    ("char_cnn", "n_highway", -1, "char_cnn.n_highway", "n_highway must be at least 0, got -1"),
+    ("char_cnn", "n_characters", 0, "char_cnn.n_characters", "n_characters must be at least 262, got 0"),
+    ("char_cnn", "n_characters", 1e9, "char_cnn.n_characters", "n_characters must be an integer, got 1000000000.0"),
+    ("char_cnn", "n_characters", 10**9, "char_cnn.n_characters", "n_characters must be at most"),
+    ("char_cnn", "filters", [[1, 1e7]], "char_cnn.filters", "char_cnn_filters[0][1] (n_filters) must be an integer"),
+    ("char_cnn", "filters", [[1, 10**7]], "char_cnn.filters", "char_cnn_filters[0][1] (n_filters) must be at most"),
+    ("char_cnn", "filters", [[2, 4]] * 1000, "char_cnn.filters", "char_cnn_filters must be [[width, n_filters]"),
+])
+def test_options_are_validated_strictly_naming_the_option(tmp_path, capsys, section, key, value, option, fragment):
+    options = elmo_options(**{section: {key: value}})
+    options_path, weights_path = write_elmo_files(tmp_path / "in", elmo_arrays(), options=options)
+    with pytest.raises(ValueError) as info:
+        ElmoConfig.from_options_json(options_path)
+    assert f"{options_path}: invalid ELMo option '{option}'" in str(info.value) and fragment in str(info.value)
+    err = convert_elmo_error(capsys, tmp_path, options_path, weights_path)
+    assert f"'{option}'" in err and fragment in err and len(err) < 1000
+
+
+def test_embedding_dim_must_be_positive(tmp_path):
+    options = elmo_options(char_cnn={"embedding": {"dim": -4}})
+    path = tmp_path / "options.json"
+    path.write_text(json.dumps(options), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"invalid ELMo option 'char_cnn.embedding.dim': char_embedding_dim must be "
+                                         r"positive, got -4"):
+        ElmoConfig.from_options_json(path)
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"lstm": {"n_layers": 1}}, "unexpected dataset 'RNN_0/RNN/MultiRNNCell/Cell1/LSTMCell/B'"),
+    ({"char_cnn": {"n_highway": 0}}, "unexpected dataset 'CNN_high_0/W_carry'"),
+    ({"char_cnn": {"n_highway": 2}}, "missing dataset 'CNN_high_1/W_carry'"),
+    ({"char_cnn": {"filters": [[1, 4]]}}, "unexpected dataset 'CNN/W_cnn_1'"),
+])
+def test_every_dataset_of_the_file_is_accounted_for(tmp_path, capsys, changes, fragment):
+    """Options describing fewer layers than the file holds used to drop the rest silently."""
+    options_path, weights_path = write_elmo_files(tmp_path / "in", elmo_arrays(), options=elmo_options(**changes))
+    err = convert_elmo_error(capsys, tmp_path, options_path, weights_path)
+    assert fragment in err and str(weights_path) in err
+
+
+def test_extra_dataset_is_refused(tmp_path, capsys):
+    def extra(f):
+        f["stolen"] = np.zeros(3, np.float32)
+    options_path, weights_path = write_elmo_files(tmp_path / "in", extra=extra)
+    err = convert_elmo_error(capsys, tmp_path, options_path, weights_path)
+    assert "unexpected dataset 'stolen' (shape (3,))" in err
+
+
+def test_unwritten_dataset_does_not_allocate_its_shape(tmp_path, capsys):
+    """A chunked dataset that was never written stores nothing, whatever its shape claims."""
+    options = elmo_options(char_cnn={"n_characters": 1 << 20, "embedding": {"dim": 1024}})
+    arrays = {k: v for k, v in elmo_arrays().items() if not k.startswith(("char_embed", "CNN/W_cnn"))}
+    arrays.update({k: np.zeros(s, np.float32) for k, s in
+                   expected_datasets(ElmoConfig.from_options_dict(options)).items() if k.startswith("CNN/W_cnn")})
+
+    def sparse(f):
+        f.create_dataset("char_embed", shape=((1 << 20) - 1, 1024), dtype="f4", chunks=(1024, 1024))
+    options_path, weights_path = write_elmo_files(tmp_path / "in", arrays, options=options, extra=sparse)
+    err = convert_elmo_error(capsys, tmp_path, options_path, weights_path)
+    assert "dataset 'char_embed' of shape (1048575, 1024) stores 0 bytes" in err
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("emb_size", 64.7, "emb_size must be an integer, got 64.7"),
+    ("hidden_size", "12", "hidden_size must be an integer, got '12'"),
+    ("vocab_size", True, "vocab_size must be an integer, got True"),
+    ("num_layers", 10**6, "num_layers must be at most 64"),
+    ("hidden_size", 10**7, "hidden_size must be at most"),
+    ("bidirectional", "false", "bidirectional must be true or false, got 'false'"),
+    ("tie_weights", 1, "tie_weights must be true or false, got 1"),
+    ("weight_p", "0.5", "weight_p must be a finite number, got '0.5'"),
+    ("ar_alpha", float("nan"), "ar_alpha must be a finite number, got nan"),
+    ("pad_token_id", 1.5, "pad_token_id must be an integer, got 1.5"),
+])
+def test_awd_lstm_config_is_strict(field, value, fragment):
+    from awd_lstm_testing import tiny_config
+
+    with pytest.raises(ValueError) as info:
+        tiny_config(**{field: value})
+    assert fragment in str(info.value)
+
+
+def test_awd_lstm_parameter_cap():
+    from awd_lstm_testing import tiny_config
+
+    with pytest.raises(ValueError, match="parameters, more than"):
+        tiny_config(vocab_size=1 << 24, emb_size=1 << 10)
+
+
+@pytest.mark.parametrize("command", ["export", "embed"])
+def test_absurd_config_json_fails_naming_the_folder_before_building(tmp_path, capsys, command):
+    if command == "embed":
+        from hf_elmo import ElmoModel, ElmoTokenizer
+
+        folder = tmp_path / "elmo"
+        ElmoModel(ElmoConfig.from_options_dict(ELMO_OPTIONS)).save_pretrained(folder)
+        ElmoTokenizer().save_pretrained(folder)
+        field = "n_layers"
+        (tmp_path / "in.txt").write_text("a sentence\n", encoding="utf-8")
+        argv, output = ["embed", str(folder), str(tmp_path / "in.txt"), str(tmp_path / "out.hdf5")], tmp_path / "out.hdf5"
+    else:
+        folder, field = tiny_awd_lstm_folder(tmp_path / "lm"), "num_layers"
+        argv, output = ["export", str(folder), str(tmp_path / "onnx")], tmp_path / "onnx"
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config[field] = 10**6
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    err = cli_error(capsys, argv, output)
+    assert f"{folder}: invalid config.json: {field} must be at most 64, got 1000000" in err

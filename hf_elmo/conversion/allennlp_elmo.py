@@ -26,7 +26,7 @@ from ..model_folders import LM_HEAD_TRAINED
 from ..models.elmo.configuration_elmo import ElmoConfig
 from ..models.elmo.modeling_elmo import ElmoForLanguageModeling, ElmoModel
 from ..models.elmo.tokenization_elmo import ElmoTokenizer
-from .common import check_close, check_output_dir, file_sha256, nan_max, save_folder, seeded_model
+from .common import check_close, check_output_dir, file_sha256, nan_max, non_finite, save_folder, seeded_model
 
 
 class ElmoWeightsError(ValueError):
@@ -132,37 +132,59 @@ def hdf5_datasets(f: Any, path: str | os.PathLike) -> tuple[dict[str, Any], list
     return datasets, groups
 
 
+# How many problems of each kind (missing, mis-shaped, unexpected, ...) an error lists.
+SHOWN_PROBLEMS = 8
+# A dataset is read into memory whole: one whose shape claims far more bytes than the file stores for it (a chunked
+# dataset never written, or a compression ratio no weights have) would allocate what its shape says.
+MAX_UNSTORED_RATIO, UNSTORED_SLACK = 64, 1 << 20
+
+
+def _listed(items: list[str], what: str) -> list[str]:
+    return items[:SHOWN_PROBLEMS] + ([f"... and {len(items) - SHOWN_PROBLEMS} more {what}"]
+                                     if len(items) > SHOWN_PROBLEMS else [])
+
+
 def read_elmo_hdf5(path: str | os.PathLike, config: ElmoConfig) -> dict[str, np.ndarray]:
-    """Reads and validates every dataset; raises [`ElmoWeightsError`] listing each missing or mis-shaped one, and
-    before reading anything for links and datasets stored elsewhere (``hdf5_datasets``)."""
+    """Reads and validates every dataset; raises [`ElmoWeightsError`] listing each missing, mis-shaped or
+    unexpected one (every dataset of the file must be one the options describe: a file with more layers or highway
+    layers than the options say is not silently cut), before reading any value, and before that for links and
+    datasets stored elsewhere (``hdf5_datasets``)."""
     expected = expected_datasets(config)
     arrays: dict[str, np.ndarray] = {}
-    problems: list[str] = []
     with _open_hdf5(path) as f:
         found, groups = hdf5_datasets(f, path)
+        missing, wrong, unexpected = [], [], []
         for name, shape in expected.items():
+            ds = found.get(name)
             if name in groups:
-                problems.append(f"'{name}' is a group, expected a dataset of shape {shape}")
-                continue
-            if name not in found:
-                problems.append(f"missing dataset '{name}' (expected shape {shape})")
-                continue
-            ds = found[name]
-            if not hasattr(ds, "shape"):
-                problems.append(f"'{name}' is not a dataset, expected a dataset of shape {shape}")
-                continue
-            if tuple(ds.shape) != shape:
-                problems.append(f"dataset '{name}' has shape {tuple(ds.shape)}, the options say {shape}")
-                continue
-            try:
-                arrays[name] = np.asarray(ds[...], dtype=np.float32)
-            except (OSError, ValueError, TypeError) as e:
-                problems.append(f"dataset '{name}' could not be read (truncated file?): {e}")
+                wrong.append(f"'{name}' is a group, expected a dataset of shape {shape}")
+            elif ds is None:
+                missing.append(f"missing dataset '{name}' (expected shape {shape})")
+            elif not hasattr(ds, "shape"):
+                wrong.append(f"'{name}' is not a dataset, expected a dataset of shape {shape}")
+            elif tuple(ds.shape) != shape:
+                wrong.append(f"dataset '{name}' has shape {tuple(ds.shape)}, the options say {shape}")
+            elif ds.size * ds.dtype.itemsize > MAX_UNSTORED_RATIO * ds.id.get_storage_size() + UNSTORED_SLACK:
+                wrong.append(f"dataset '{name}' of shape {shape} stores {ds.id.get_storage_size()} bytes for its "
+                             f"{ds.size * ds.dtype.itemsize}: never written, or compressed beyond any weights")
+        for name in sorted(set(found) - set(expected)):
+            shape = getattr(found[name], "shape", None)
+            unexpected.append(f"unexpected dataset '{name}' (shape {shape}): the options describe no such dataset")
+        problems = (_listed(missing, "missing datasets") + _listed(wrong, "mis-shaped datasets")
+                    + _listed(unexpected, "unexpected datasets"))
+        if unexpected:
+            problems.append("(do n_layers, n_highway and the filters of the options match the file?)")
+        if not problems:
+            for name in expected:
+                try:
+                    arrays[name] = np.asarray(found[name][...], dtype=np.float32)
+                except (OSError, ValueError, TypeError) as e:
+                    problems.append(f"dataset '{name}' could not be read (truncated file?): {e}")
     if problems:
         raise ElmoWeightsError(f"{path} does not match the ELMo options:\n  - " + "\n  - ".join(problems))
-    bad = [n for n, a in arrays.items() if not np.isfinite(a).all()]
+    bad = non_finite(arrays)
     if bad:
-        raise ElmoWeightsError(f"{path}: datasets with NaN or infinite values: {', '.join(bad)}")
+        raise ElmoWeightsError(f"{path}: datasets with NaN or infinite values: {', '.join(bad[:SHOWN_PROBLEMS])}")
     return arrays
 
 
@@ -206,7 +228,12 @@ def hdf5_to_state_dict(arrays: dict[str, np.ndarray], config: ElmoConfig) -> dic
 def load_elmo_weights(model: torch.nn.Module, weights_path: str | os.PathLike) -> None:
     """Loads an original HDF5 weight file into ``model`` (an ElmoModel or a head holding one as ``.elmo``)."""
     elmo = getattr(model, "elmo", model)
-    state = hdf5_to_state_dict(read_elmo_hdf5(weights_path, elmo.config), elmo.config)
+    copy_elmo_state(model, hdf5_to_state_dict(read_elmo_hdf5(weights_path, elmo.config), elmo.config))
+
+
+def copy_elmo_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copies ``hdf5_to_state_dict``'s tensors into ``model`` (an ElmoModel or a head holding one as ``.elmo``)."""
+    elmo = getattr(model, "elmo", model)
     own = elmo.state_dict()
     with torch.no_grad():
         for name, value in state.items():
@@ -298,9 +325,12 @@ def convert_allennlp_elmo(
     extra = {"vocab_size": tokenizer.vocab_size, LM_HEAD_TRAINED: False} if vocab is not None else {}
     config = ElmoConfig.from_options_json(options, **extra)
     model_class = ElmoForLanguageModeling if vocab is not None else ElmoModel
+    # Every dataset is checked against the options before the model is built (its sizes are then the file's, which
+    # bound what is allocated) and before anything is written.
+    state = hdf5_to_state_dict(read_elmo_hdf5(weights, config), config)
     # A fixed seed: the only freshly initialised weights (the LM softmax) are then the same in every conversion.
     model = seeded_model(model_class, config)
-    load_elmo_weights(model, weights)  # validates every dataset before anything is written
+    copy_elmo_state(model, state)
     model.eval()
     save_folder(model, tokenizer, output_dir)
     shutil.copyfile(options, output_dir / "elmo_options.json")

@@ -7,6 +7,8 @@ dropouts and ``get_text_classifier``'s head. Every dropout can be scaled at once
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 from transformers import PretrainedConfig
@@ -29,6 +31,51 @@ LM_DROPOUTS = {"output_p": 0.1, "hidden_p": 0.15, "input_p": 0.25, "embed_p": 0.
 CLASSIFIER_DROPOUTS = {"output_p": 0.4, "hidden_p": 0.3, "input_p": 0.4, "embed_p": 0.05, "weight_p": 0.5}
 # get_text_classifier's default dropout of every head block after the first (not scaled by drop_mult in fastai).
 HEAD_DROPOUT = 0.1
+
+
+# Caps on sizes read from config.json (or a fastai file's shapes), far above any published AWD-LSTM (ULMFiT: 3 layers
+# of 1152, 60,000 tokens, 24M parameters) and checked before anything is built.
+MAX_LAYERS = 64
+MAX_DIM = 1 << 20
+MAX_VOCAB = 1 << 24
+MAX_TOKENS = 1 << 30
+MAX_PARAMETERS = 1 << 32  # 17 GB of float32
+
+
+# Copied from hf_elmo.models.elmo.configuration_elmo.checked_int
+def checked_int(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:
+    """``value`` as an integer field: an int (not a bool, a float such as 64.7 or 64.0, or a string, which would be
+    truncated or coerced into another size than the file's), in [``minimum``, ``maximum``]; ValueError naming
+    ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be {'positive' if minimum == 1 else f'at least {minimum}'}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value}")
+    return value
+
+
+# Copied from hf_elmo.models.elmo.configuration_elmo.checked_float
+def checked_float(name: str, value: Any, minimum: float | None = None, below: float | None = None) -> float:
+    """``value`` as a real-valued field: a finite int or float (not a bool or a string), at least ``minimum`` and
+    below ``below`` when given; ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    value = float(value)
+    if (minimum is not None and value < minimum) or (below is not None and not value < below):
+        shown = f"[{minimum}, {below})" if below is not None else f"at least {minimum}"
+        raise ValueError(f"{name} must be {'in ' if below is not None else ''}{shown}, got {value}")
+    return value
+
+
+# Copied from hf_elmo.models.elmo.configuration_elmo.checked_bool
+def checked_bool(name: str, value: Any) -> bool:
+    """``value`` as a flag: ``true`` or ``false`` only (the string "false" is truthy: bool() would turn it on)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
 
 
 class AWDLSTMConfig(PretrainedConfig):
@@ -108,31 +155,19 @@ class AWDLSTMConfig(PretrainedConfig):
         initializer_range: float = 0.1,
         **kwargs: Any,
     ) -> None:
-        def as_int(name: str, value: Any, minimum: int) -> int:
-            try:
-                number = int(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"{name} must be an integer, got {value!r}") from None
-            if number != value and not isinstance(value, str):
-                raise ValueError(f"{name} must be an integer, got {value!r}")
-            if number < minimum:
-                raise ValueError(f"{name} must be at least {minimum}, got {number}")
-            return number
+        # Every field is checked strictly (an int is an int, a flag a bool, sizes positive and capped): a config.json
+        # that says "false" or 64.7 would otherwise build another model than its weights', and an absurd size fails
+        # here, with its name, instead of as a MemoryError.
+        as_int = checked_int
 
         def as_p(name: str, value: Any) -> float:
-            try:
-                p = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"{name} must be a probability, got {value!r}") from None
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1), got {p}")
-            return p
+            return checked_float(name, value, 0.0, 1.0)
 
-        self.vocab_size = as_int("vocab_size", vocab_size, 1)
-        self.emb_size = as_int("emb_size", emb_size, 1)
-        self.hidden_size = as_int("hidden_size", hidden_size, 1)
-        self.num_layers = as_int("num_layers", num_layers, 1)
-        self.bidirectional = bool(bidirectional)
+        self.vocab_size = as_int("vocab_size", vocab_size, 1, MAX_VOCAB)
+        self.emb_size = as_int("emb_size", emb_size, 1, MAX_DIM)
+        self.hidden_size = as_int("hidden_size", hidden_size, 1, MAX_DIM)
+        self.num_layers = as_int("num_layers", num_layers, 1, MAX_LAYERS)
+        self.bidirectional = checked_bool("bidirectional", bidirectional)
         if self.bidirectional:
             for name, size in (("emb_size", self.emb_size), ("hidden_size", self.hidden_size)):
                 if size % 2:
@@ -141,27 +176,30 @@ class AWDLSTMConfig(PretrainedConfig):
         tie_word_embeddings = kwargs.pop("tie_word_embeddings", None)
         if tie_weights is None:
             tie_weights = True if tie_word_embeddings is None else tie_word_embeddings
-        self.tie_weights = bool(tie_weights)
-        self.out_bias = bool(out_bias)
+        self.tie_weights = checked_bool("tie_weights", tie_weights)
+        self.out_bias = checked_bool("out_bias", out_bias)
         self.output_p = as_p("output_p", output_p)
         self.hidden_p = as_p("hidden_p", hidden_p)
         self.input_p = as_p("input_p", input_p)
         self.embed_p = as_p("embed_p", embed_p)
         self.weight_p = as_p("weight_p", weight_p)
-        self.ar_alpha = float(ar_alpha)
-        self.tar_beta = float(tar_beta)
-        if self.ar_alpha < 0 or self.tar_beta < 0:
-            raise ValueError(f"ar_alpha and tar_beta must be non-negative, got {self.ar_alpha}, {self.tar_beta}")
-        self.bptt = as_int("bptt", bptt, 1)
-        self.max_len = None if max_len is None else as_int("max_len", max_len, 1)
+        self.ar_alpha = checked_float("ar_alpha", ar_alpha, 0.0)
+        self.tar_beta = checked_float("tar_beta", tar_beta, 0.0)
+        self.bptt = as_int("bptt", bptt, 1, MAX_TOKENS)
+        self.max_len = None if max_len is None else as_int("max_len", max_len, 1, MAX_TOKENS)
         if self.max_len is not None and self.max_len < self.bptt:
             raise ValueError(
                 f"max_len ({self.max_len}) must be at least bptt ({self.bptt}): the last chunk of a document is "
                 "always pooled"
             )
-        hidden_sizes = [50] if classifier_hidden_sizes is None else list(classifier_hidden_sizes)
-        self.classifier_hidden_sizes = [as_int("classifier_hidden_sizes[]", n, 1) for n in hidden_sizes]
+        hidden_sizes = [50] if classifier_hidden_sizes is None else classifier_hidden_sizes
+        if not isinstance(hidden_sizes, (list, tuple)) or len(hidden_sizes) > MAX_LAYERS:
+            raise ValueError(f"classifier_hidden_sizes must be a list of at most {MAX_LAYERS} sizes, got "
+                             f"{str(hidden_sizes)[:200]}")
+        self.classifier_hidden_sizes = [as_int("classifier_hidden_sizes[]", n, 1, MAX_DIM) for n in hidden_sizes]
         if classifier_dropouts is not None:
+            if not isinstance(classifier_dropouts, (list, tuple)):
+                raise ValueError(f"classifier_dropouts must be a list, got {str(classifier_dropouts)[:200]}")
             classifier_dropouts = [as_p("classifier_dropouts[]", p) for p in classifier_dropouts]
             if len(classifier_dropouts) != len(self.classifier_hidden_sizes) + 1:
                 raise ValueError(
@@ -171,15 +209,17 @@ class AWDLSTMConfig(PretrainedConfig):
                 )
         self.classifier_dropouts = classifier_dropouts
         if classifier_y_range is not None:
-            if len(classifier_y_range) != 2 or not float(classifier_y_range[0]) < float(classifier_y_range[1]):
+            if (not isinstance(classifier_y_range, (list, tuple)) or len(classifier_y_range) != 2
+                    or not checked_float("classifier_y_range[0]", classifier_y_range[0])
+                    < checked_float("classifier_y_range[1]", classifier_y_range[1])):
                 raise ValueError(f"classifier_y_range must be (low, high) with low < high, got {classifier_y_range}")
             classifier_y_range = [float(classifier_y_range[0]), float(classifier_y_range[1])]
         self.classifier_y_range = classifier_y_range
-        self.classifier_bias = bool(classifier_bias)
-        self.initializer_range = float(initializer_range)
+        self.classifier_bias = checked_bool("classifier_bias", classifier_bias)
+        self.initializer_range = checked_float("initializer_range", initializer_range, 0.0)
         for name, token in (("pad_token_id", pad_token_id), ("bos_token_id", bos_token_id),
                             ("eos_token_id", eos_token_id)):
-            if token is not None and not 0 <= int(token) < self.vocab_size:
+            if token is not None and not 0 <= checked_int(name, token) < self.vocab_size:
                 raise ValueError(f"{name}={token} is outside the vocabulary [0, {self.vocab_size})")
         super().__init__(
             pad_token_id=pad_token_id,
@@ -188,8 +228,29 @@ class AWDLSTMConfig(PretrainedConfig):
             tie_word_embeddings=self.tie_weights,
             **kwargs,
         )
+        n_parameters = self.estimated_num_parameters()
+        if n_parameters > MAX_PARAMETERS:
+            raise ValueError(f"these sizes make a model of ~{n_parameters:.3g} parameters, more than the "
+                             f"{MAX_PARAMETERS:.3g} this package builds (ULMFiT's has 24M at a 60,000-token "
+                             f"vocabulary): vocab_size {self.vocab_size}, emb_size {self.emb_size}, hidden_size "
+                             f"{self.hidden_size}, num_layers {self.num_layers}")
 
     # ------------------------------------------------------------------------------------------------------------
+    def estimated_num_parameters(self) -> int:
+        """The parameter count these sizes imply (embedding, every LSTM layer, an untied decoder, the classifier
+        head): what building the largest model of this config would allocate."""
+        n_dir = 2 if self.bidirectional else 1
+        total = self.vocab_size * self.emb_size * (1 if self.tie_weights else 2) + self.vocab_size
+        for layer in range(self.num_layers):
+            n_in = self.emb_size if layer == 0 else self.hidden_size
+            h = (self.emb_size if layer == self.num_layers - 1 else self.hidden_size) // n_dir
+            total += n_dir * 4 * h * (n_in + h + 2)
+        n_in = 3 * self.emb_size
+        for n_out in [*self.classifier_hidden_sizes, self.num_labels]:
+            total += 4 * n_in + n_in * n_out + n_out
+            n_in = n_out
+        return total
+
     @property
     def num_hidden_layers(self) -> int:
         return self.num_layers

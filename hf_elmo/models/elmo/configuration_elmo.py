@@ -7,12 +7,75 @@ checkpoint converts without loss and ``ElmoConfig.from_options_json`` can read t
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 from typing import Any
 
 from transformers import PretrainedConfig
 
 _DEFAULT_FILTERS = [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]]
+# The character ids reach 261 (PAD 260, +1 for the all-zero "no word" row): the embedding needs 262 rows at least.
+MIN_CHARACTERS = 262
+# Caps on sizes read from config.json / options.json, far above any published ELMo (2 layers, 2 highway, 4096 cells,
+# 2048 filters, 93.6M parameters; ELMoForManyLangs' word vocabularies < 1M) and checked before anything is built, so
+# that an absurd value (n_layers 1e6, a filter of 1e7 channels) fails with its name instead of a MemoryError.
+MAX_LAYERS = 64
+MAX_DIM = 1 << 20
+MAX_FILTERS = 256
+MAX_VOCAB = 1 << 24
+MAX_PARAMETERS = 1 << 32  # 17 GB of float32
+
+
+def checked_int(name: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:
+    """``value`` as an integer field: an int (not a bool, a float such as 64.7 or 64.0, or a string, which would be
+    truncated or coerced into another size than the file's), in [``minimum``, ``maximum``]; ValueError naming
+    ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be {'positive' if minimum == 1 else f'at least {minimum}'}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value}")
+    return value
+
+
+def checked_float(name: str, value: Any, minimum: float | None = None, below: float | None = None) -> float:
+    """``value`` as a real-valued field: a finite int or float (not a bool or a string), at least ``minimum`` and
+    below ``below`` when given; ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    value = float(value)
+    if (minimum is not None and value < minimum) or (below is not None and not value < below):
+        shown = f"[{minimum}, {below})" if below is not None else f"at least {minimum}"
+        raise ValueError(f"{name} must be {'in ' if below is not None else ''}{shown}, got {value}")
+    return value
+
+
+def checked_bool(name: str, value: Any) -> bool:
+    """``value`` as a flag: ``true`` or ``false`` only (the string "false" is truthy: bool() would turn it on)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _checked_clip(name: str, value: Any) -> float | None:
+    """A clip value: None or 0 for none, else a positive finite number (a negative clip would invert the cell)."""
+    return None if value is None else checked_float(name, value, 0.0) or None
+
+
+def _checked_filters(filters: Any) -> list[list[int]]:
+    shown = f"char_cnn_filters must be [[width, n_filters], ...] with positive integers, got {filters!r}"
+    if not isinstance(filters, (list, tuple)) or not filters or len(filters) > MAX_FILTERS:
+        raise ValueError(shown if len(shown) < 300 else shown[:300] + "...")
+    checked = []
+    for i, f in enumerate(filters):
+        if not isinstance(f, (list, tuple)) or len(f) != 2:
+            raise ValueError(f"char_cnn_filters must be [[width, n_filters], ...], entry {i} is {f!r}")
+        checked.append([checked_int(f"char_cnn_filters[{i}][0] (width)", f[0], 1, MAX_DIM),
+                        checked_int(f"char_cnn_filters[{i}][1] (n_filters)", f[1], 1, MAX_DIM)])
+    return checked
 
 # Every Auto class a saved ELMo folder can be loaded with as remote code (``trust_remote_code=True``). When a model is
 # saved, ``save_pretrained`` records only the saved class's own Auto class (and copies the code of all of them); the
@@ -24,6 +87,16 @@ REMOTE_CODE_AUTO_MAP = {
     "AutoModelForPreTraining": "modeling_elmo.ElmoForLanguageModeling",
     "AutoModelForSequenceClassification": "modeling_elmo.ElmoForSequenceClassification",
     "AutoModelForTokenClassification": "modeling_elmo.ElmoForTokenClassification",
+}
+
+
+# config field → where options.json holds it, for messages about a bad options.json
+OPTION_NAMES = {
+    "char_cnn_filters": "char_cnn.filters", "n_highway": "char_cnn.n_highway",
+    "char_embedding_dim": "char_cnn.embedding.dim", "n_characters": "char_cnn.n_characters",
+    "max_characters_per_token": "char_cnn.max_characters_per_token", "activation": "char_cnn.activation",
+    "lstm_dim": "lstm.dim", "projection_dim": "lstm.projection_dim", "n_layers": "lstm.n_layers",
+    "cell_clip": "lstm.cell_clip", "proj_clip": "lstm.proj_clip", "use_skip_connections": "lstm.use_skip_connections",
 }
 
 
@@ -80,27 +153,19 @@ class ElmoConfig(PretrainedConfig):
         initializer_range: float = 0.02,
         **kwargs: Any,
     ) -> None:
-        def as_int(name: str, value: Any) -> int:
-            try:
-                return int(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"{name} must be an integer, got {value!r}") from None
-
-        n_highway, char_embedding_dim, n_characters = (
-            as_int("n_highway", n_highway), as_int("char_embedding_dim", char_embedding_dim),
-            as_int("n_characters", n_characters))
-        max_characters_per_token = as_int("max_characters_per_token", max_characters_per_token)
-        lstm_dim, projection_dim, n_layers = (
-            as_int("lstm_dim", lstm_dim), as_int("projection_dim", projection_dim), as_int("n_layers", n_layers))
-        num_output_representations = as_int("num_output_representations", num_output_representations)
-        try:
-            filters = [list(map(int, f)) for f in (char_cnn_filters or _DEFAULT_FILTERS)]
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"char_cnn_filters must be [[width, n_filters], ...] with positive values, got {char_cnn_filters!r}"
-            ) from None
-        if any(len(f) != 2 or f[0] < 1 or f[1] < 1 for f in filters):
-            raise ValueError(f"char_cnn_filters must be [[width, n_filters], ...] with positive values, got {filters}")
+        # Every field is checked strictly (an int is an int, a flag a bool, sizes positive): a config.json or
+        # options.json that says "false" or 64.7 would otherwise build another model than the weights' (True, 64),
+        # and sizes are capped so that an absurd one fails here, with its name, instead of as a MemoryError.
+        n_highway = checked_int("n_highway", n_highway, 0, MAX_LAYERS)
+        char_embedding_dim = checked_int("char_embedding_dim", char_embedding_dim, 1, MAX_DIM)
+        n_characters = checked_int("n_characters", n_characters, MIN_CHARACTERS, MAX_DIM)
+        max_characters_per_token = checked_int("max_characters_per_token", max_characters_per_token, 3, MAX_DIM)
+        lstm_dim = checked_int("lstm_dim", lstm_dim, 1, MAX_DIM)
+        projection_dim = checked_int("projection_dim", projection_dim, 1, MAX_DIM)
+        n_layers = checked_int("n_layers", n_layers, 1, MAX_LAYERS)
+        num_output_representations = checked_int("num_output_representations", num_output_representations, 1,
+                                                 MAX_LAYERS)
+        filters = _checked_filters(_DEFAULT_FILTERS if char_cnn_filters is None else char_cnn_filters)
         if max(f[0] for f in filters) > max_characters_per_token:
             raise ValueError(
                 f"a char CNN filter of width {max(f[0] for f in filters)} does not fit in "
@@ -108,34 +173,40 @@ class ElmoConfig(PretrainedConfig):
             )
         if activation not in ("relu", "tanh"):
             raise ValueError(f"activation must be 'relu' or 'tanh', got {activation!r}")
-        if n_layers < 1 or lstm_dim < 1 or projection_dim < 1:
-            raise ValueError("n_layers, lstm_dim and projection_dim must be positive")
-        if num_output_representations < 1:
-            raise ValueError("num_output_representations must be at least 1")
-        if scalar_mix_parameters is not None and len(scalar_mix_parameters) != n_layers + 1:
-            raise ValueError(
-                f"scalar_mix_parameters needs n_layers + 1 = {n_layers + 1} values, got {len(scalar_mix_parameters)}"
-            )
+        if scalar_mix_parameters is not None:
+            if not isinstance(scalar_mix_parameters, (list, tuple)) or len(scalar_mix_parameters) != n_layers + 1:
+                raise ValueError(f"scalar_mix_parameters needs n_layers + 1 = {n_layers + 1} values, got "
+                                 f"{scalar_mix_parameters!r}")
+            scalar_mix_parameters = [checked_float("scalar_mix_parameters[]", v) for v in scalar_mix_parameters]
         self.char_cnn_filters = filters
-        self.n_highway = int(n_highway)
-        self.char_embedding_dim = int(char_embedding_dim)
-        self.n_characters = int(n_characters)
-        self.max_characters_per_token = int(max_characters_per_token)
+        self.n_highway = n_highway
+        self.char_embedding_dim = char_embedding_dim
+        self.n_characters = n_characters
+        self.max_characters_per_token = max_characters_per_token
         self.activation = activation
-        self.lstm_dim = int(lstm_dim)
-        self.projection_dim = int(projection_dim)
-        self.n_layers = int(n_layers)
-        self.cell_clip = float(cell_clip) if cell_clip else None
-        self.proj_clip = float(proj_clip) if proj_clip else None
-        self.use_skip_connections = bool(use_skip_connections)
-        self.num_output_representations = int(num_output_representations)
-        self.do_layer_norm = bool(do_layer_norm)
+        self.lstm_dim = lstm_dim
+        self.projection_dim = projection_dim
+        self.n_layers = n_layers
+        self.cell_clip = _checked_clip("cell_clip", cell_clip)
+        self.proj_clip = _checked_clip("proj_clip", proj_clip)
+        self.use_skip_connections = checked_bool("use_skip_connections", use_skip_connections)
+        self.num_output_representations = num_output_representations
+        self.do_layer_norm = checked_bool("do_layer_norm", do_layer_norm)
         self.scalar_mix_parameters = scalar_mix_parameters
-        self.dropout = float(dropout)
-        self.vocab_size = int(vocab_size)
-        self.sampled_softmax_num_samples = int(sampled_softmax_num_samples)
-        self.classifier_dropout = classifier_dropout
-        self.initializer_range = initializer_range
+        self.dropout = checked_float("dropout", dropout, 0.0, 1.0)
+        self.vocab_size = checked_int("vocab_size", vocab_size, 0, MAX_VOCAB)
+        self.sampled_softmax_num_samples = checked_int("sampled_softmax_num_samples", sampled_softmax_num_samples, 0,
+                                                       MAX_VOCAB)
+        self.classifier_dropout = (None if classifier_dropout is None
+                                   else checked_float("classifier_dropout", classifier_dropout, 0.0, 1.0))
+        n_parameters = self.estimated_num_parameters()
+        if n_parameters > MAX_PARAMETERS:
+            raise ValueError(f"these sizes make a model of ~{n_parameters:.3g} parameters, more than the "
+                             f"{MAX_PARAMETERS:.3g} this package builds (the largest published ELMo has 93.6M): "
+                             f"n_characters {n_characters}, char_cnn_filters of {self.n_filters} channels, "
+                             f"lstm_dim {lstm_dim}, projection_dim {projection_dim}, n_layers {n_layers}, n_highway "
+                             f"{n_highway}, vocab_size {self.vocab_size}")
+        self.initializer_range = checked_float("initializer_range", initializer_range, 0.0)
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)
 
@@ -143,6 +214,16 @@ class ElmoConfig(PretrainedConfig):
     def n_filters(self) -> int:
         """Channels out of the character CNN (the highway width)."""
         return sum(n for _, n in self.char_cnn_filters)
+
+    def estimated_num_parameters(self) -> int:
+        """The biLM's parameter count these sizes imply (character CNN, highway, projection, both directions' LSTMs)
+        and the LM softmax when there is a vocabulary: what building the model would allocate."""
+        emb, f, p, h = self.char_embedding_dim, self.n_filters, self.projection_dim, self.lstm_dim
+        cnn = self.n_characters * emb + sum(w * emb * n + n for w, n in self.char_cnn_filters)
+        highway = self.n_highway * (2 * f * f + 2 * f)
+        lstm = 2 * self.n_layers * (2 * p * 4 * h + 4 * h + h * p)
+        softmax = self.vocab_size * (2 * p + 1)
+        return cnn + highway + (f * p + p) + lstm + softmax
 
     @property
     def hidden_size(self) -> int:
@@ -174,8 +255,10 @@ class ElmoConfig(PretrainedConfig):
                 options = json.load(f)
         except FileNotFoundError:
             raise FileNotFoundError(f"ELMo options file not found: {path}") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON: {e}") from None
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path} is not UTF-8 text: {e}") from None
+        except (ValueError, RecursionError) as e:  # bad JSON, a 5,000-digit number, 100,000 nested brackets
+            raise ValueError(f"{path} is not valid JSON: {str(e)[:200]}") from None
         return cls.from_options_dict(options, source=str(path), **kwargs)
 
     @classmethod
@@ -216,7 +299,9 @@ class ElmoConfig(PretrainedConfig):
         try:
             return cls(**fields)
         except (TypeError, ValueError) as e:
-            raise ValueError(f"{source}: invalid ELMo options: {e}") from e
+            field = str(e).split(" ", 1)[0].split("[", 1)[0]
+            option = f" '{OPTION_NAMES[field]}'" if field in OPTION_NAMES and field not in kwargs else ""
+            raise ValueError(f"{source}: invalid ELMo option{option}: {e}") from None
 
     def to_options_dict(self) -> dict:
         """The original ``options.json`` layout of this configuration."""
