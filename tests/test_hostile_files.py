@@ -462,3 +462,44 @@ def test_absurd_config_json_fails_naming_the_folder_before_building(tmp_path, ca
     (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
     err = cli_error(capsys, argv, output)
     assert f"{folder}: invalid config.json: {field} must be at most 64, got 1000000" in err
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 5. Weights are floating-point numbers
+# --------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["int32", "int8", "bool", "complex64"])
+def test_non_float_hdf5_dataset_is_refused_by_name(tmp_path, capsys, dtype):
+    arrays = elmo_arrays()
+    arrays["CNN_high_0/b_carry"] = np.ones(arrays["CNN_high_0/b_carry"].shape, dtype=dtype)
+    options_path, weights_path = write_elmo_files(tmp_path / "in", arrays)
+    err = convert_elmo_error(capsys, tmp_path, options_path, weights_path)
+    assert f"dataset 'CNN_high_0/b_carry' holds {np.dtype(dtype)} values, not floating-point weights" in err
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int8, torch.bool, torch.complex64])
+def test_non_float_tensor_is_refused_by_name(tmp_path, capsys, dtype):
+    state = fastai_lm_state()
+    state["0.rnns.1.module.bias_ih_l0"] = torch.ones(state["0.rnns.1.module.bias_ih_l0"].shape, dtype=dtype)
+    err = convert_awd_lstm_error(capsys, tmp_path, state)
+    assert f"tensors of the wrong type" in err and f"0.rnns.1.module.bias_ih_l0 ({dtype})" in err
+
+
+def test_nan_tensor_is_refused_at_conversion_by_name(tmp_path, capsys):
+    state = fastai_lm_state()
+    state["1.decoder.bias"] = state["1.decoder.bias"].clone()
+    state["1.decoder.bias"][4] = float("nan")
+    err = convert_awd_lstm_error(capsys, tmp_path, state)
+    assert "tensors with NaN or infinite values: 1.decoder.bias" in err
+
+
+def test_float_precisions_are_weights(tmp_path):
+    """float16/float64 files are floating point: they convert (to float32), as before."""
+    from hf_elmo.conversion.fastai_awd_lstm import read_fastai_awd_lstm
+
+    state = {k: v.double() for k, v in fastai_lm_state().items()}
+    torch.save(state, tmp_path / "lm.pth")
+    checkpoint = read_fastai_awd_lstm(tmp_path / "lm.pth")
+    assert all(v.dtype == torch.float32 for v in checkpoint.state_dict.values())
+    arrays = {k: v.astype(np.float16) for k, v in elmo_arrays().items()}
+    options_path, weights_path = write_elmo_files(tmp_path / "elmo", arrays)
+    assert read_elmo_hdf5(weights_path, ElmoConfig.from_options_json(options_path))["char_embed"].dtype == np.float32

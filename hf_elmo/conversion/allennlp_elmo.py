@@ -164,6 +164,8 @@ def read_elmo_hdf5(path: str | os.PathLike, config: ElmoConfig) -> dict[str, np.
                 wrong.append(f"'{name}' is not a dataset, expected a dataset of shape {shape}")
             elif tuple(ds.shape) != shape:
                 wrong.append(f"dataset '{name}' has shape {tuple(ds.shape)}, the options say {shape}")
+            elif ds.dtype.kind != "f":  # ints, bools, complex numbers: not weights, and casting them hides it
+                wrong.append(f"dataset '{name}' holds {ds.dtype} values, not floating-point weights")
             elif ds.size * ds.dtype.itemsize > MAX_UNSTORED_RATIO * ds.id.get_storage_size() + UNSTORED_SLACK:
                 wrong.append(f"dataset '{name}' of shape {shape} stores {ds.id.get_storage_size()} bytes for its "
                              f"{ds.size * ds.dtype.itemsize}: never written, or compressed beyond any weights")

@@ -39,7 +39,7 @@ from ..hub import push_folder
 from ..models.awd_lstm.configuration_awd_lstm import AWDLSTMConfig
 from ..models.awd_lstm.modeling_awd_lstm import AWDLSTMForLanguageModeling, AWDLSTMForSequenceClassification
 from ..models.awd_lstm.tokenization_awd_lstm import AWDLSTMTokenizer
-from .common import (ConversionError, check_close, check_output_dir, file_sha256, nan_max, save_folder,
+from .common import (ConversionError, check_close, check_output_dir, file_sha256, nan_max, non_finite, save_folder,
                      seeded_model)
 from .safe_pickle import read_itos_pickle
 
@@ -289,10 +289,18 @@ def read_fastai_awd_lstm(
             f"{path} does not hold the weights of a fastai AWD-LSTM {what} (embedding {n_vocab}×{emb}, hidden "
             f"{hidden}, {n_layers} layers{', bidirectional' if bidirectional else ''}):\n  - " + "\n  - ".join(problems)
         )
-    bad = [k for k in list(expected) + [k for k in optional if k in state]
-           if state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all())]
+    present = list(expected) + [k for k in optional if k in state]
+    # weights are real floating-point numbers (BatchNorm's batch counter an integer): an int, bool or complex tensor
+    # is not what fastai saves, and copying it into the model would cast it silently
+    wrong_type = [f"{k} ({state[k].dtype})" for k in present
+                  if (state[k].is_floating_point() if k.endswith(".num_batches_tracked")
+                      else not state[k].is_floating_point())]
+    if wrong_type:
+        raise AWDLSTMWeightsError(f"{path}: tensors of the wrong type (weights must be floating point, "
+                                  f"num_batches_tracked an integer): {', '.join(_listed(wrong_type, 'tensors'))}")
+    bad = non_finite({k: state[k] for k in present})
     if bad:
-        raise AWDLSTMWeightsError(f"{path}: tensors with NaN or infinite values: {', '.join(bad)}")
+        raise AWDLSTMWeightsError(f"{path}: tensors with NaN or infinite values: {', '.join(_listed(bad, 'tensors'))}")
     alias = f"{enc}encoder_dp.emb.weight"
     if alias in state and not torch.equal(state[alias], state[f"{enc}encoder.weight"]):
         raise AWDLSTMWeightsError(
@@ -322,7 +330,7 @@ def read_fastai_awd_lstm(
         if not all(head_dropouts):  # fastai leaves out the Dropout of a block whose p is 0
             defaults = AWDLSTMConfig(**fields).head_dropouts
             fields["classifier_dropouts"] = [p if kept else 0.0 for p, kept in zip(defaults, head_dropouts)]
-    present = list(expected) + [k for k in optional if k in state and k in mapping]
+    present = [k for k in present if k in mapping]
     sd = {mapping[k]: state[k].detach().clone().float() if state[k].is_floating_point() else state[k].clone()
           for k in present}
     return FastaiAWDLSTM(kind=kind, config_fields=fields, state_dict=sd,
