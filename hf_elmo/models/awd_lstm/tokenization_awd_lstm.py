@@ -376,8 +376,8 @@ class AWDLSTMTokenizer(PreTrainedTokenizer):
         reads right (transformers' text-generation pipeline joins them so) and decoding a prompt gives the start of
         decoding the prompt and its continuation.
         """
-        ids = [token_ids] if isinstance(token_ids, int) else list(token_ids)
-        tokens = [self._convert_id_to_token_with_added_voc(int(i)) for i in ids]
+        ids = [token_ids] if isinstance(token_ids, int) else [int(i) for i in token_ids]
+        tokens = self.convert_ids_to_tokens(ids)
         if not skip_special_tokens:
             return " ".join(tokens)
         words = self._words(tokens)
@@ -395,9 +395,6 @@ class AWDLSTMTokenizer(PreTrainedTokenizer):
         special = set(self.all_special_ids)
         return [int(i in special) for i in token_ids_0]
 
-    def _convert_id_to_token_with_added_voc(self, index: int) -> str:
-        added = getattr(self, "_added_tokens_decoder", {})
-        return added[index].content if index in added else self._convert_id_to_token(index)
 
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
         if not os.path.isdir(save_directory):

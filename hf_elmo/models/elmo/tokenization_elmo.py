@@ -450,7 +450,10 @@ class ElmoTokenizer(PreTrainedTokenizer):
 
     def _batch_encode_plus(self, batch_text_or_text_pairs: Any, is_split_into_words: bool = False,
                            **kwargs: Any) -> ElmoBatchEncoding:  # type: ignore[override]
-        # transformers 4.x encodes a batch here (5.x sends batches to _encode_plus as well)
+        # transformers 4.x encodes a batch here (5.x sends batches to _encode_plus as well); it hands a batch of
+        # pairs over zipped, as tuples
+        if not is_split_into_words and any(isinstance(t, tuple) for t in batch_text_or_text_pairs):
+            raise ValueError("ElmoTokenizer encodes single sequences; text_pair is not supported")
         batch, _ = self._as_batch(list(batch_text_or_text_pairs), is_split_into_words)
         texts = None if is_split_into_words else list(batch_text_or_text_pairs)
         return self._encode_words(batch, True, texts, **kwargs)
