@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import resource
+import subprocess
+import sys
 import time
 
 import torch
@@ -43,13 +46,18 @@ def make_model(vocab: int, seed: int = 0) -> AWDLSTMForLanguageModeling:
     return AWDLSTMForLanguageModeling(AWDLSTMConfig.for_language_model(vocab_size=vocab))
 
 
-def time_training(model, batch: torch.Tensor, steps: int, bf16: bool) -> float:
+def time_training(model, batch: torch.Tensor, steps: int, bf16: bool, loss_path: str = "fused") -> float:
+    """Training tokens/s; ``loss_path`` "fused": the blocked linear + cross-entropy (the default of a training step
+    with labels), "logits": the decoder's full logits, then the cross-entropy."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     model.train()
 
+    # "fused" is what a training step with labels does by default (so that a version before it times its own)
+    options = {"return_logits": True} if loss_path == "logits" else {}
+
     def step() -> None:
         with autocast(bf16):
-            loss = model(input_ids=batch[:, :-1], labels=batch).loss
+            loss = model(input_ids=batch[:, :-1], labels=batch, **options).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -100,6 +108,21 @@ def loss_curves(steps: int, batch_size: int, bptt: int) -> tuple[list[float], li
     return curves[0], curves[1]
 
 
+def peak_memory(loss_path: str, vocab: int, batch_size: int, bptt: int, bf16: bool) -> float:
+    """Peak resident memory (MB) of a fresh process that builds the model and runs two training steps with
+    ``loss_path``: the figure that holding the logits, or not, changes."""
+    args = [sys.executable, __file__, "--memory-probe", loss_path, "--vocab", str(vocab), "--batch-size",
+            str(batch_size), "--bptt", str(bptt)] + (["--probe-bf16"] if bf16 else [])
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def memory_probe(loss_path: str, vocab: int, batch_size: int, bptt: int, bf16: bool) -> None:
+    batch = torch.randint(0, vocab, (batch_size, bptt + 1))
+    time_training(make_model(vocab), batch, 1, bf16, loss_path)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # kB on Linux
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--vocab", type=int, default=60000)
@@ -107,17 +130,32 @@ def main() -> None:
     ap.add_argument("--bptt", type=int, default=70)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--curve-steps", type=int, default=40, help="steps of the float32-vs-bf16 loss curves (0: skip)")
+    ap.add_argument("--loss", choices=("fused", "logits", "both"), default="both",
+                    help="the training step's loss: fused blocks (the default path), full logits, or both")
+    ap.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
+                    help="report each loss path's peak memory of a training step (fresh processes)")
+    ap.add_argument("--memory-probe", choices=("fused", "logits"), help=argparse.SUPPRESS)
+    ap.add_argument("--probe-bf16", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.memory_probe:
+        memory_probe(args.memory_probe, args.vocab, args.batch_size, args.bptt, args.probe_bf16)
+        return
     print(f"# AWD-LSTM LM, ULMFiT size (400/1152/3), vocab {args.vocab}, batch {args.batch_size}, bptt {args.bptt}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}")
     batch = torch.randint(0, args.vocab, (args.batch_size, args.bptt + 1))
     model = make_model(args.vocab)
+    paths = ("fused", "logits") if args.loss == "both" else (args.loss,)
     for bf16 in (False, True):
         name = "bf16 autocast" if bf16 else "float32"
-        train = time_training(model, batch, args.steps, bf16)
+        for path in paths:
+            train = time_training(model, batch, args.steps, bf16, path)
+            print(f"{name:14s} train ({path + ' loss':12s}) {train:7.0f} tokens/s ({versus_fastai(train, name, 'train')})")
         evaluate = time_eval(model, batch, args.steps, bf16)
-        print(f"{name:14s} train {train:7.0f} tokens/s ({versus_fastai(train, name, 'train')})   "
-              f"eval {evaluate:7.0f} tokens/s ({versus_fastai(evaluate, name, 'eval')})")
+        print(f"{name:14s} eval {evaluate:28.0f} tokens/s ({versus_fastai(evaluate, name, 'eval')})")
+        if args.memory:
+            peaks = {path: peak_memory(path, args.vocab, args.batch_size, args.bptt, bf16) for path in paths}
+            print(f"{name:14s} peak memory of a training step: "
+                  + ", ".join(f"{path} loss {mb:,.0f} MB" for path, mb in peaks.items()))
     if args.curve_steps:
         f32, bf = loss_curves(args.curve_steps, args.batch_size, args.bptt)
         worst = max(abs(a - b) / a for a, b in zip(f32, bf))

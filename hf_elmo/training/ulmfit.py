@@ -259,7 +259,7 @@ def language_model_perplexity(model: AWDLSTMForLanguageModeling, documents: list
     state, total, count = None, 0.0, 0
     for batch in stream.batches(0):
         out = model(input_ids=batch["input_ids"].to(device), labels=batch["labels"].to(device), state=state,
-                    use_cache=True)
+                    use_cache=True, return_logits=False)  # the loss by the fused blocks: no logits held
         state = out.state
         total += float(out.lm_loss) * batch["input_ids"].numel()
         count += batch["input_ids"].numel()

@@ -177,7 +177,8 @@ class AWDLSTMCausalLMOutput(ModelOutput):
 
     Args:
         loss: with ``labels``: the cross-entropy of predicting token t+1 at position t, plus AR and TAR in training.
-        logits: (batch, time, vocab_size).
+        logits: (batch, time, vocab_size); None when not computed (``return_logits``: by default a training step
+            with ``labels`` computes its loss without them).
         lm_loss: the cross-entropy alone; ``ar_loss`` / ``tar_loss``: the regularisation terms added in training.
         raw_output: the last layer's output (fastai's ``raw_out``, what TAR reads).
         dropped_output: the same after the output dropout (fastai's ``out``, what AR reads and the decoder sees).
@@ -549,8 +550,14 @@ class AWDLSTMForLanguageModeling(AWDLSTMPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        return_logits: bool | None = None,
         **kwargs: Any,
     ) -> AWDLSTMCausalLMOutput | tuple:
+        """``return_logits``: compute and return ``logits``. By default they are computed unless ``labels`` are
+        given and a gradient will be taken (a training step), where the loss is then computed block by block
+        without ever holding the (tokens × vocab) logits (``fused_linear_cross_entropy``: the same loss and
+        gradients, a fraction of the memory); ``return_logits=True`` forces them, ``False`` (with ``labels``) also
+        skips them in evaluation (perplexity)."""
         for ignored in ("num_items_in_batch", "logits_to_keep", "past_key_values", "cache_position"):
             kwargs.pop(ignored, None)
         out = self.awd_lstm(input_ids, attention_mask=attention_mask, state=state, inputs_embeds=inputs_embeds,
@@ -558,21 +565,33 @@ class AWDLSTMForLanguageModeling(AWDLSTMPreTrainedModel, GenerationMixin):
                             **kwargs)
         raw = out.last_hidden_state
         dropped = self.output_dropout(raw)
-        # 2-D product: a 3-D input under CPU autocast becomes a bmm that copies the (vocab × emb) weight once per
-        # batch row (a second per batch at ULMFiT's size)
-        logits = self.decoder(dropped.reshape(-1, dropped.shape[-1])).view(*dropped.shape[:-1], -1)
+        if return_logits is None:
+            return_logits = labels is None or not torch.is_grad_enabled()
+        if labels is None and not return_logits:
+            raise ValueError("return_logits=False without labels leaves nothing to return")
+        logits = None
+        if return_logits:
+            # 2-D product: a 3-D input under CPU autocast becomes a bmm that copies the (vocab × emb) weight once
+            # per batch row (a second per batch at ULMFiT's size)
+            logits = self.decoder(dropped.reshape(-1, dropped.shape[-1])).view(*dropped.shape[:-1], -1)
 
         loss = lm_loss = ar_loss = tar_loss = None
         if labels is not None:
-            labels = labels.to(logits.device).long()
-            batch, steps = logits.shape[:2]
+            labels = labels.to(raw.device).long()
+            batch, steps = raw.shape[:2]
             if labels.dim() != 2 or labels.shape[0] != batch or labels.shape[1] not in (steps, steps + 1):
                 raise ValueError(f"labels shape {tuple(labels.shape)} must be (batch, time) = {(batch, steps)}, "
                                  f"or (batch, time + 1) = {(batch, steps + 1)} with the token after the window")
             # Position t predicts labels[t + 1]: with time + 1 labels (a window of a contiguous stream and the token
             # after it, as hf_elmo.training.LMStreamDataset gives them) every position has a target.
-            scored = logits if labels.shape[1] == steps + 1 else logits[:, :-1]
-            lm_loss = lm_cross_entropy(scored.float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
+            targets = labels[:, 1:].reshape(-1)
+            if logits is not None:
+                scored = logits if labels.shape[1] == steps + 1 else logits[:, :-1]
+                lm_loss = lm_cross_entropy(scored.float().reshape(-1, logits.shape[-1]), targets)
+            else:
+                read = dropped if labels.shape[1] == steps + 1 else dropped[:, :-1]
+                lm_loss = fused_linear_cross_entropy(read.reshape(-1, read.shape[-1]), self.decoder.weight,
+                                                     self.decoder.bias, targets)
             loss = lm_loss
             if self.training:
                 mask = None if attention_mask is None else attention_mask.to(raw.device).bool()
@@ -625,6 +644,94 @@ def lm_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: 
     if not (torch.is_grad_enabled() and logits.requires_grad):
         return F.cross_entropy(logits, targets, ignore_index=ignore_index)
     return _LanguageModelCrossEntropy.apply(logits, targets, ignore_index)
+
+
+class FusedLinearCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of ``hidden @ weight.T + bias`` against ``targets`` (``ignore_index`` rows left out),
+    computed over blocks of rows so that the (rows × vocab) logits are never held whole (2,240 × 60,000 floats,
+    537 MB, per ULMFiT batch): each block's logits, log-sum-exp, loss and gradient (``softmax − one_hot``, scaled)
+    are computed while the block is in cache, and the gradients of ``hidden``, ``weight`` and ``bias`` are
+    accumulated there and then, in the forward pass (as Liger-Kernel's fused linear cross-entropy does), so that the
+    backward pass only scales them: the decoder's three products and no recomputation. Without a gradient to take
+    (evaluation) only the loss is computed, by the same blocks.
+
+    Under autocast the products run in the autocast dtype (``hidden`` and ``weight`` cast once), the log-softmax,
+    the loss and the weight's gradient in float32, as on the logits path (``logits.float()``). Shapes: ``hidden``
+    (rows, dim), ``weight`` (vocab, dim), ``bias`` (vocab,) or None, ``targets`` (rows,).
+    """
+
+    # rows per block by default: a block's float32 logits take about this many bytes (16 MB: 70 rows at a
+    # 60,000-word vocabulary, a product large enough for full GEMM speed, a block that stays in the L3 cache)
+    block_bytes = 16 << 20
+
+    @staticmethod
+    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                targets: torch.Tensor, ignore_index: int, block_rows: int) -> torch.Tensor:
+        device = hidden.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+        want_h, want_w, want_b = ctx.needs_input_grad[:3]
+        ctx.dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype)
+        with torch.autocast(device, enabled=False):
+            h, w = hidden.to(dtype), weight.to(dtype)
+            b = None if bias is None else bias.to(dtype)
+            valid = targets != ignore_index
+            count = valid.sum()
+            inverse = 1.0 / count.clamp_min(1).to(torch.float32)
+            total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+            grad_h = torch.empty(hidden.shape, dtype=dtype, device=hidden.device) if want_h else None
+            grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
+            grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if want_b else None
+            for start in range(0, hidden.shape[0], block_rows):
+                rows = slice(start, start + block_rows)
+                logits = (h[rows] @ w.T if b is None else torch.addmm(b, h[rows], w.T)).float()
+                keep = valid[rows]
+                safe = targets[rows].masked_fill(~keep, 0).unsqueeze(1)
+                lse = torch.logsumexp(logits, dim=1)
+                total = total + torch.where(keep, lse - logits.gather(1, safe).squeeze(1), 0.0).sum()
+                if not (want_h or want_w or want_b):
+                    continue
+                scale = (keep.to(torch.float32) * inverse).unsqueeze(1)
+                grad = logits.sub_(lse.unsqueeze(1)).exp_().mul_(scale)  # softmax, scaled, in the logits' buffer
+                grad.scatter_add_(1, safe, -scale)  # − one-hot, scaled
+                if grad_b is not None:
+                    grad_b += grad.sum(0)
+                grad = grad.to(dtype)
+                if grad_h is not None:
+                    torch.mm(grad, w, out=grad_h[rows])
+                if grad_w is not None:
+                    if dtype == torch.float32:
+                        grad_w.addmm_(grad.T, h[rows])
+                    else:
+                        grad_w += (grad.T @ h[rows]).float()
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        return torch.where(count > 0, total * inverse, torch.nan)  # nan without a target, as F.cross_entropy
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        grads = []
+        for saved, dtype in zip(ctx.saved_tensors, ctx.dtypes):
+            grads.append(None if saved is None else (saved * grad_output).to(dtype))
+        return (*grads, None, None, None)
+
+
+def fused_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                               targets: torch.Tensor, ignore_index: int = -100,
+                               block_rows: int | None = None) -> torch.Tensor:
+    """``F.cross_entropy(F.linear(hidden, weight, bias).float(), targets, ignore_index=ignore_index)`` without the
+    (rows × vocab) logits (:class:`FusedLinearCrossEntropy`); ``block_rows`` defaults to blocks of about
+    ``FusedLinearCrossEntropy.block_bytes`` of float32 logits. A target outside the vocabulary is refused by
+    value."""
+    vocab = weight.shape[0]
+    if hidden.dim() != 2 or targets.shape != hidden.shape[:1]:
+        raise ValueError(f"hidden (rows, dim) and targets (rows,) expected, got {tuple(hidden.shape)} and "
+                         f"{tuple(targets.shape)}")
+    real = targets[targets != ignore_index]
+    if real.numel() and bool(((real < 0) | (real >= vocab)).any()):
+        bad = real[(real < 0) | (real >= vocab)][0]
+        raise ValueError(f"target {int(bad)} is not a token id: the vocabulary has {vocab} tokens ({ignore_index} "
+                         "is ignored)")
+    block_rows = block_rows or max(16, FusedLinearCrossEntropy.block_bytes // (4 * vocab))
+    return FusedLinearCrossEntropy.apply(hidden, weight, bias, targets, ignore_index, int(block_rows))
 
 
 class ActivationPenalty:

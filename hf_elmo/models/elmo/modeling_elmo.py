@@ -280,7 +280,7 @@ class ElmoModelOutput(ModelOutput):
 class ElmoLanguageModelingOutput(ModelOutput):
     """Outputs of [`ElmoForLanguageModeling`]: ``loss`` is the mean of the forward and backward LM losses;
     ``logits`` (batch, words, 2, vocab): [..., 0, :] the forward LM's prediction of the next word, [..., 1, :] the
-    backward LM's of the previous word (None in training with the sampled softmax)."""
+    backward LM's of the previous word (None when not computed: see ``return_logits``)."""
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
@@ -539,6 +539,96 @@ class ElmoForSequenceClassification(_ElmoHeadModel):
         return result if return_dict else result.to_tuple()
 
 
+# Copied from hf_elmo.models.awd_lstm.modeling_awd_lstm.FusedLinearCrossEntropy
+class FusedLinearCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of ``hidden @ weight.T + bias`` against ``targets`` (``ignore_index`` rows left out),
+    computed over blocks of rows so that the (rows × vocab) logits are never held whole (2,240 × 60,000 floats,
+    537 MB, per ULMFiT batch): each block's logits, log-sum-exp, loss and gradient (``softmax − one_hot``, scaled)
+    are computed while the block is in cache, and the gradients of ``hidden``, ``weight`` and ``bias`` are
+    accumulated there and then, in the forward pass (as Liger-Kernel's fused linear cross-entropy does), so that the
+    backward pass only scales them: the decoder's three products and no recomputation. Without a gradient to take
+    (evaluation) only the loss is computed, by the same blocks.
+
+    Under autocast the products run in the autocast dtype (``hidden`` and ``weight`` cast once), the log-softmax,
+    the loss and the weight's gradient in float32, as on the logits path (``logits.float()``). Shapes: ``hidden``
+    (rows, dim), ``weight`` (vocab, dim), ``bias`` (vocab,) or None, ``targets`` (rows,).
+    """
+
+    # rows per block by default: a block's float32 logits take about this many bytes (16 MB: 70 rows at a
+    # 60,000-word vocabulary, a product large enough for full GEMM speed, a block that stays in the L3 cache)
+    block_bytes = 16 << 20
+
+    @staticmethod
+    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                targets: torch.Tensor, ignore_index: int, block_rows: int) -> torch.Tensor:
+        device = hidden.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+        want_h, want_w, want_b = ctx.needs_input_grad[:3]
+        ctx.dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype)
+        with torch.autocast(device, enabled=False):
+            h, w = hidden.to(dtype), weight.to(dtype)
+            b = None if bias is None else bias.to(dtype)
+            valid = targets != ignore_index
+            count = valid.sum()
+            inverse = 1.0 / count.clamp_min(1).to(torch.float32)
+            total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+            grad_h = torch.empty(hidden.shape, dtype=dtype, device=hidden.device) if want_h else None
+            grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if want_w else None
+            grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if want_b else None
+            for start in range(0, hidden.shape[0], block_rows):
+                rows = slice(start, start + block_rows)
+                logits = (h[rows] @ w.T if b is None else torch.addmm(b, h[rows], w.T)).float()
+                keep = valid[rows]
+                safe = targets[rows].masked_fill(~keep, 0).unsqueeze(1)
+                lse = torch.logsumexp(logits, dim=1)
+                total = total + torch.where(keep, lse - logits.gather(1, safe).squeeze(1), 0.0).sum()
+                if not (want_h or want_w or want_b):
+                    continue
+                scale = (keep.to(torch.float32) * inverse).unsqueeze(1)
+                grad = logits.sub_(lse.unsqueeze(1)).exp_().mul_(scale)  # softmax, scaled, in the logits' buffer
+                grad.scatter_add_(1, safe, -scale)  # − one-hot, scaled
+                if grad_b is not None:
+                    grad_b += grad.sum(0)
+                grad = grad.to(dtype)
+                if grad_h is not None:
+                    torch.mm(grad, w, out=grad_h[rows])
+                if grad_w is not None:
+                    if dtype == torch.float32:
+                        grad_w.addmm_(grad.T, h[rows])
+                    else:
+                        grad_w += (grad.T @ h[rows]).float()
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        return torch.where(count > 0, total * inverse, torch.nan)  # nan without a target, as F.cross_entropy
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        grads = []
+        for saved, dtype in zip(ctx.saved_tensors, ctx.dtypes):
+            grads.append(None if saved is None else (saved * grad_output).to(dtype))
+        return (*grads, None, None, None)
+
+
+# Copied from hf_elmo.models.awd_lstm.modeling_awd_lstm.fused_linear_cross_entropy
+def fused_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                               targets: torch.Tensor, ignore_index: int = -100,
+                               block_rows: int | None = None) -> torch.Tensor:
+    """``F.cross_entropy(F.linear(hidden, weight, bias).float(), targets, ignore_index=ignore_index)`` without the
+    (rows × vocab) logits (:class:`FusedLinearCrossEntropy`); ``block_rows`` defaults to blocks of about
+    ``FusedLinearCrossEntropy.block_bytes`` of float32 logits. A target outside the vocabulary is refused by
+    value."""
+    vocab = weight.shape[0]
+    if hidden.dim() != 2 or targets.shape != hidden.shape[:1]:
+        raise ValueError(f"hidden (rows, dim) and targets (rows,) expected, got {tuple(hidden.shape)} and "
+                         f"{tuple(targets.shape)}")
+    real = targets[targets != ignore_index]
+    if real.numel() and bool(((real < 0) | (real >= vocab)).any()):
+        bad = real[(real < 0) | (real >= vocab)][0]
+        raise ValueError(f"target {int(bad)} is not a token id: the vocabulary has {vocab} tokens ({ignore_index} "
+                         "is ignored)")
+    block_rows = block_rows or max(16, FusedLinearCrossEntropy.block_bytes // (4 * vocab))
+    return FusedLinearCrossEntropy.apply(hidden, weight, bias, targets, ignore_index, int(block_rows))
+
+
 # Copied from hf_elmo.models.awd_lstm.modeling_awd_lstm.sequence_classification_loss
 def sequence_classification_loss(config: PretrainedConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The loss of transformers' sequence classifiers, chosen by ``config.problem_type`` (set on first use, as
@@ -654,15 +744,24 @@ class ElmoForLanguageModeling(ElmoPreTrainedModel):
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, state: ElmoState | None = None, use_cache: bool | None = None,
                 output_hidden_states: bool | None = None, return_dict: bool | None = None,
-                **kwargs: Any) -> ElmoLanguageModelingOutput | tuple:
+                return_logits: bool | None = None, **kwargs: Any) -> ElmoLanguageModelingOutput | tuple:
+        """``return_logits``: compute and return ``logits``. By default they are computed unless ``labels`` are
+        given and a gradient will be taken (a training step), where the full softmax's loss is then computed block
+        by block without ever holding the (words × vocab) logits (``fused_linear_cross_entropy``: the same loss and
+        gradients); ``return_logits=True`` forces them, ``False`` (with ``labels``) also skips them in evaluation.
+        The sampled softmax (training with ``sampled_softmax_num_samples``) has no logits."""
         out = self.elmo(input_ids, attention_mask, state=state, use_cache=use_cache, output_hidden_states=True,
                         return_dict=True, **kwargs)
         top = out.hidden_states[-1]
         p = self.config.projection_dim
         fwd_h, bwd_h = top[..., :p], top[..., p:]
         sampled = self.training and self.config.sampled_softmax_num_samples > 0
+        if return_logits is None:
+            return_logits = not sampled and (labels is None or not torch.is_grad_enabled())
+        if labels is None and not return_logits:
+            raise ValueError("return_logits=False without labels leaves nothing to return")
         logits = None
-        if not sampled:
+        if return_logits:
             logits = torch.stack([self.softmax(fwd_h), self.softmax(bwd_h)], dim=2)
         loss = fwd_loss = bwd_loss = None
         if labels is not None:
@@ -678,10 +777,14 @@ class ElmoForLanguageModeling(ElmoPreTrainedModel):
                 sel_f, sel_b = fwd_targets >= 0, bwd_targets >= 0
                 fwd_loss = self._sampled_loss(fwd_h[:, :-1][sel_f], fwd_targets[sel_f])
                 bwd_loss = self._sampled_loss(bwd_h[:, 1:][sel_b], bwd_targets[sel_b])
-            else:
+            elif logits is not None:
                 v = self.config.vocab_size
                 fwd_loss = F.cross_entropy(logits[:, :-1, 0].float().reshape(-1, v), fwd_targets.reshape(-1))
                 bwd_loss = F.cross_entropy(logits[:, 1:, 1].float().reshape(-1, v), bwd_targets.reshape(-1))
+            else:
+                w, b = self.softmax.weight, self.softmax.bias
+                fwd_loss = fused_linear_cross_entropy(fwd_h[:, :-1].reshape(-1, p), w, b, fwd_targets.reshape(-1))
+                bwd_loss = fused_linear_cross_entropy(bwd_h[:, 1:].reshape(-1, p), w, b, bwd_targets.reshape(-1))
             loss = 0.5 * (fwd_loss + bwd_loss)
         result = ElmoLanguageModelingOutput(
             loss=loss, logits=logits, forward_loss=fwd_loss, backward_loss=bwd_loss,
