@@ -270,6 +270,13 @@ class TestElmoTokenizer(TokenizerContract):
             tokenizer.decode([[1] * tokenizer.max_characters_per_token])
 
 
+    def test_ids_go_to_prepare_for_model_not_the_call(self, tokenizer):
+        rows = tokenizer.encode(self.TEXTS[0], add_special_tokens=False)
+        with pytest.raises(TypeError, match="prepare_for_model"):
+            tokenizer.encode(rows)
+        assert tokenizer.prepare_for_model(rows)["input_ids"] == tokenizer.encode(self.TEXTS[0])
+
+
 class TestElmoTokenizerWithVocabulary(TestElmoTokenizer):
     """ELMo with the word vocabulary its LM head predicts: ``convert_tokens_to_ids`` gives the word ids."""
 
@@ -306,6 +313,11 @@ class TestAWDLSTMTokenizer(TokenizerContract):
             assert tokenizer.convert_tokens_to_string(list(tokens)) == text
         raw = tokenizer.encode("The WORLD")
         assert tokenizer.decode(raw) == "xxbos xxmaj the xxup world"  # fastai's tokens, as the model reads them
+
+    def test_offsets_are_refused_with_the_reason(self, tokenizer):
+        for text in (self.TEXTS[0], self.TEXTS[:2]):
+            with pytest.raises(NotImplementedError, match="rewrite the text"):
+                tokenizer(text, return_offsets_mapping=True)
 
     def test_a_continuation_decodes_after_its_prompt(self, tokenizer):
         # transformers 5's text-generation pipeline writes prompt + decode(new ids), 4.x cuts decode(all ids) at
@@ -353,6 +365,11 @@ CHILD = BLOCK_HF_ELMO + textwrap.dedent(
             "decode_one": [tok.decode(tok.encode(t), skip_special_tokens=True) for t in texts],
             "tokens": [tok.tokenize(t) for t in texts],
         }
+        if name == "TestAWDLSTMTokenizer":
+            try:
+                tok(texts, return_offsets_mapping=True)
+            except NotImplementedError as e:
+                report["families"][name]["offsets"] = str(e)
     report["leaked"] = sorted(m for m in sys.modules if m == "hf_elmo" or m.startswith("hf_elmo."))
     print(json.dumps(report))
     '''
@@ -387,6 +404,8 @@ def test_the_contract_holds_under_transformers_4_57(tmp_path):
         assert got["pad"]["input_ids"] == got["pt"] == tokenizer(texts, padding=True)["input_ids"]
         assert got["decoded"] == got["decode_one"] == [contract.decoded(t) for t in texts]
         assert got["tokens"] == [tokenizer.tokenize(t) for t in texts]
+        if name == "TestAWDLSTMTokenizer":
+            assert "rewrite the text" in got["offsets"]
 
 
 def _jsonable(value: Any) -> Any:

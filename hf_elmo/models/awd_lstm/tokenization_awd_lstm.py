@@ -237,6 +237,14 @@ def make_vocab(count: Counter, min_freq: int = 3, max_vocab: int = 60000,
     return vocab + [FAKE_TOKEN] * (8 - len(vocab) % 8)
 
 
+def _refuse_offsets(kwargs: dict) -> None:
+    """transformers 5 would silently return no offsets; 4.x says only that slow tokenizers have none."""
+    if kwargs.get("return_offsets_mapping"):
+        raise NotImplementedError(
+            "AWDLSTMTokenizer cannot return offsets: fastai's rules rewrite the text before it is split (xxmaj, xxup, "
+            "xxrep and lower case), so its tokens do not point into the text")
+
+
 class AWDLSTMTokenizer(PreTrainedTokenizer):
     """fastai's default text processing for AWD-LSTM / ULMFiT models, as a transformers tokenizer.
 
@@ -420,6 +428,7 @@ class AWDLSTMTokenizer(PreTrainedTokenizer):
                      is_split_into_words: bool = False, **kwargs: Any):  # type: ignore[override]
         if text_pair is not None:
             raise ValueError("AWDLSTMTokenizer encodes single texts; text_pair is not supported")
+        _refuse_offsets(kwargs)
         if is_split_into_words:
             # fastai tokens already: numericalise only (fastai's Tokenizer passes lists through unchanged)
             if isinstance(text, (list, tuple)) and text and all(isinstance(t, (list, tuple)) for t in text):
@@ -434,6 +443,7 @@ class AWDLSTMTokenizer(PreTrainedTokenizer):
     def _batch_encode_plus(self, batch_text_or_text_pairs: Any, add_special_tokens: bool = True,
                            is_split_into_words: bool = False, **kwargs: Any):  # pragma: no cover (transformers 4.x)
         # transformers 4.x encodes batches here (5.x goes through _encode_plus only)
+        _refuse_offsets(kwargs)
         if is_split_into_words:
             batch_text_or_text_pairs = [self._tokens_to_ids(seq) for seq in batch_text_or_text_pairs]
         kwargs["_awd_add_bos"] = add_special_tokens

@@ -423,6 +423,9 @@ class ElmoTokenizer(PreTrainedTokenizer):
                 raise TypeError("is_split_into_words=True needs a list of words or a list of lists of words")
             if all(isinstance(s, str) for s in text):
                 return [self._tokenize(s) for s in text], True
+            if _nesting(text) >= 2 and not any(isinstance(w, str) for s in text for w in s):
+                raise TypeError("ElmoTokenizer encodes text or words; ids (rows of character ids) are prepared with "
+                                "prepare_for_model() and padded with pad()")
             if all(isinstance(s, (list, tuple)) for s in text):
                 raise ValueError("got a batch of word lists: pass is_split_into_words=True")
         raise TypeError(f"text must be a string, a list of strings or (with is_split_into_words) word lists, got {type(text).__name__}")
