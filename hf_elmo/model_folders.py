@@ -93,6 +93,8 @@ def check_model_folder(source: str | os.PathLike, needed: str | Iterable[str], r
         raise ModelFolderError(f"{source} holds a {describe_type(found)} config but no weights (none of "
                                f"{', '.join(WEIGHTS_FILES)}); {role} needs a saved model")
     check_config_values(source, found, config)
+    if weights and path.is_dir():
+        check_safetensors_files(path)
     return config
 
 
@@ -110,6 +112,57 @@ def check_config_values(source: str | os.PathLike, model_type: str, config: dict
         CONFIG_MAPPING[model_type](**fields)
     except (TypeError, ValueError) as e:
         raise ModelFolderError(f"{source}: invalid config.json: {str(e)[:300]}") from None
+    except AttributeError as e:  # e.g. an AWD-LSTM's hidden_size set on ElmoConfig, where it is a property
+        raise ModelFolderError(f"{source}: config.json does not hold a {describe_type(model_type)} configuration "
+                               f"(the fields of another model type?): {str(e)[:300]}") from None
+
+
+# safetensors' own bound on a header; a larger one is not a weights file
+MAX_SAFETENSORS_HEADER = 100 << 20
+
+
+def check_safetensors_files(folder: Path) -> None:
+    """Checks that ``model.safetensors`` (or every shard its index names) is whole: its header parses and the file
+    holds every byte the header places, so that a truncated download or copy stops with one line naming the file
+    instead of safetensors' error from deep inside ``from_pretrained``. Reads the header only."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ModelFolderError(f"{index} is not a safetensors index: {e}") from None
+        files = [folder / name for name in shards]
+    else:
+        files = [folder / "model.safetensors"] if (folder / "model.safetensors").is_file() else []
+    for file in files:
+        problem = _safetensors_problem(file, folder)
+        if problem:
+            raise ModelFolderError(f"{file} is truncated or not a safetensors file: {problem}")
+
+
+def _safetensors_problem(file: Path, folder: Path) -> str | None:
+    """What is wrong with ``file`` (of ``folder``) as a safetensors file (8-byte little-endian header length, JSON
+    header, data), or None."""
+    if folder.resolve() not in file.resolve().parents:  # a shard named "../x"
+        return "it lies outside the folder"
+    if not file.is_file():
+        return "the file is missing"
+    size = file.stat().st_size
+    with open(file, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return f"{size} bytes, less than its 8-byte header length"
+        n = int.from_bytes(head, "little")
+        if n > min(size - 8, MAX_SAFETENSORS_HEADER):
+            return f"its header claims {n} bytes, the file has {size - 8} after the length"
+        try:
+            header = json.loads(f.read(n))
+            end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as e:
+            return f"its header does not parse ({type(e).__name__})"
+    if 8 + n + end > size:
+        return f"its header places {8 + n + end} bytes, the file has {size}"
+    return None
 
 
 # --------------------------------------------------------------------------------------------------------------------

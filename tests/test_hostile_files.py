@@ -503,3 +503,55 @@ def test_float_precisions_are_weights(tmp_path):
     arrays = {k: v.astype(np.float16) for k, v in elmo_arrays().items()}
     options_path, weights_path = write_elmo_files(tmp_path / "elmo", arrays)
     assert read_elmo_hdf5(weights_path, ElmoConfig.from_options_json(options_path))["char_embed"].dtype == np.float32
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 6. No raw tracebacks: one line naming the file
+# --------------------------------------------------------------------------------------------------------------------
+def test_deeply_nested_vocabulary_pickle(tmp_path):
+    """pickle builds a 100,000-deep list without recursion; repr() of it in the message used to raise RecursionError."""
+    from hf_elmo.conversion.safe_pickle import read_itos_pickle
+
+    path = tmp_path / "itos.pkl"
+    # pickle.dumps itself recurses: the opcodes by hand (protocol 4, 100,001 EMPTY_LISTs, each APPENDed to the one
+    # below, STOP)
+    path.write_bytes(b"\x80\x04" + b"]" * 100_001 + b"a" * 100_000 + b".")
+    with pytest.raises(ValueError) as info:
+        read_itos_pickle(path)
+    assert str(path) in str(info.value) and "entry 0 is list" in str(info.value) and len(str(info.value)) < 500
+
+
+@pytest.mark.parametrize("content", [b"hello world\n", b"\x80\x02}q\x00(X\x01\x00\x00\x00ah\x01u.", b"PK\x03\x04junk"])
+def test_text_or_garbage_as_pth(tmp_path, capsys, content):
+    err = convert_awd_lstm_error(capsys, tmp_path, content)
+    assert "weights.pth is not a readable torch file" in err or "cannot be read with torch.load" in err
+
+
+@pytest.mark.parametrize("command", ["export", "embed"])
+@pytest.mark.parametrize("keep", [0, 5, 300, -10])
+def test_truncated_safetensors(tmp_path, capsys, command, keep):
+    if command == "embed":
+        from hf_elmo import ElmoModel, ElmoTokenizer
+
+        folder = tmp_path / "elmo"
+        ElmoModel(ElmoConfig.from_options_dict(ELMO_OPTIONS)).save_pretrained(folder)
+        ElmoTokenizer().save_pretrained(folder)
+        (tmp_path / "in.txt").write_text("a sentence\n", encoding="utf-8")
+        argv, output = ["embed", str(folder), str(tmp_path / "in.txt"), str(tmp_path / "out.hdf5")], tmp_path / "out.hdf5"
+    else:
+        folder = tiny_awd_lstm_folder(tmp_path / "lm")
+        argv, output = ["export", str(folder), str(tmp_path / "onnx")], tmp_path / "onnx"
+    weights = folder / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:keep] if keep >= 0 else data[:keep])
+    err = cli_error(capsys, argv, output)
+    assert f"{weights} is truncated or not a safetensors file" in err
+
+
+def test_config_of_the_other_family(tmp_path, capsys):
+    folder = tiny_awd_lstm_folder(tmp_path / "lm")
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config["model_type"] = "elmo"
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    err = cli_error(capsys, ["export", str(folder), str(tmp_path / "onnx")], tmp_path / "onnx")
+    assert f"{folder}: config.json does not hold a 'elmo' (ELMo) configuration" in err

@@ -97,9 +97,10 @@ def load_fastai_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Ten
             f"holds objects other than tensors and plain containers, e.g. a whole pickled Learner: save the weights "
             f"with learn.save() or torch.save(model.state_dict())): {first}"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001  torch.load of a text or corrupt file raises KeyError, IndexError, ...
+        detail = " ".join(str(e).split())[:200]
         raise AWDLSTMWeightsError(
-            f"{path} is not a readable torch file (truncated or not a torch file?): {e}"
+            f"{path} is not a readable torch file (truncated or not a torch file?): {type(e).__name__}: {detail}"
         ) from None
     container = "state dict"
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict) and not isinstance(obj.get("model"), torch.Tensor):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import reprlib
 from typing import Any
 
 __all__ = ["read_itos_pickle", "RestrictedUnpickler"]
@@ -60,8 +61,10 @@ def read_itos_pickle(path: str | os.PathLike) -> list[str]:
         )
     for i, token in enumerate(itos):
         if not isinstance(token, str):
+            # reprlib: a 100,000-deep nested list would exhaust the recursion limit in repr()
             raise ValueError(
-                f"{path} is not a plain vocabulary: entry {i} is {type(token).__name__} {token!r}, not a string"
+                f"{path} is not a plain vocabulary: entry {i} is {type(token).__name__} {reprlib.repr(token)}, "
+                "not a string"
             )
     if not itos:
         raise ValueError(f"{path} is not a plain vocabulary: the list is empty")
