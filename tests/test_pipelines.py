@@ -188,3 +188,54 @@ def test_the_pipelines_under_transformers_4_57(folders, tmp_path):
     assert [(e["index"], e["word"], e["entity"], e["start"], e["end"]) for e in report["entities"]] == [
         (e["index"], e["word"], e["entity"], e["start"], e["end"]) for e in tagger(SENTENCE)]
     assert report["generated"] == f"{PROMPT} {CONTINUATION} {CONTINUATION} {CONTINUATION}"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The fixture folders, converted as a user converts the published weights
+# ------------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fixture_folders(tmp_path_factory) -> dict[str, Path]:
+    """The bilm-tf test model and fastai's LM and classifier converted to folders (skipped without the fixtures)."""
+    from hf_elmo.conversion.allennlp_elmo import convert_allennlp_elmo
+    from hf_elmo.conversion.fastai_awd_lstm import convert_fastai_awd_lstm
+
+    conftest.require_elmo_fixture()
+    if not awd_lstm_testing.fixture_available():
+        pytest.skip(awd_lstm_testing.SKIP_REASON)
+    root = tmp_path_factory.mktemp("fixture-folders")
+    fastai = awd_lstm_testing.FASTAI_FIXTURE
+    cfg = awd_lstm_testing.fixture_config()
+    return {
+        "elmo": convert_allennlp_elmo(conftest.ELMO_FIXTURE / "options.json", conftest.ELMO_FIXTURE / "lm_weights.hdf5",
+                                      root / "elmo"),
+        "lm": convert_fastai_awd_lstm(fastai / "lm_state_dict.pth", fastai / "vocab.pkl", root / "lm"),
+        "classifier": convert_fastai_awd_lstm(fastai / "clas_state_dict.pth", fastai / "vocab.pkl",
+                                              root / "classifier", bptt=cfg["bptt"], max_len=cfg["max_len"]),
+    }
+
+
+def test_fixture_folders_in_their_pipelines(fixture_folders):
+    text = "Elk calling -- a skill that hunters perfected long ago -- is now its own sport ."
+    features = pipeline("feature-extraction", model=str(fixture_folders["elmo"]), trust_remote_code=True)(text)
+    _, _, out = _direct(fixture_folders["elmo"], "AutoModel", text)
+    np.testing.assert_allclose(np.asarray(features), out[0].numpy(), atol=1e-6, rtol=0)
+
+    classes = pipeline("text-classification", model=str(fixture_folders["classifier"]), trust_remote_code=True,
+                       top_k=None)([text])[0]
+    _, model, out = _direct(fixture_folders["classifier"], "AutoModelForSequenceClassification", text)
+    probs = out.logits.softmax(-1)[0]
+    assert {c["label"]: c["score"] for c in classes} == pytest.approx(
+        {model.config.id2label[i]: float(p) for i, p in enumerate(probs)}, abs=1e-6)
+
+    prompt = "The U.S. Centers for Disease Control"
+    generated = pipeline("text-generation", model=str(fixture_folders["lm"]), trust_remote_code=True)(
+        prompt, max_new_tokens=6, do_sample=False)[0]["generated_text"]
+    tokenizer, model, _ = _direct(fixture_folders["lm"], "AutoModelForCausalLM", prompt)
+    ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        full = model.generate(ids, max_new_tokens=6, do_sample=False)[0]
+    continuation = tokenizer.decode(full[ids.shape[1]:], skip_special_tokens=True)
+    assert generated == prompt + continuation
+    words = tokenizer.convert_ids_to_tokens(full[ids.shape[1]:].tolist())
+    if words[0].isalnum() or words[0] in ("xxmaj", "xxup"):
+        assert continuation.startswith(" ") and not continuation.startswith("  ")  # the word after the prompt's
