@@ -60,10 +60,15 @@ def load(size: str, dtype: torch.dtype, cache: Path) -> ElmoModel:
     return model.eval()
 
 
-def run(size: str, dtype: torch.dtype, batches: int, batch_size: int, cache: Path) -> float:
+def run(size: str, dtype: torch.dtype, batches: int, batch_size: int, cache: Path, token_cache: bool = False,
+        input_products: bool = False) -> float:
+    """tokens/s; ``token_cache``: the sentences' vocabulary cached first (``cache_token_embeddings``, not timed),
+    with the first layer's input products too when ``input_products``."""
     model = load(size, dtype, cache)
     tokenizer = ElmoTokenizer()
     pool = sentences()
+    if token_cache:
+        model.cache_token_embeddings({word for sentence in pool for word in sentence}, input_products=input_products)
     plan = [[pool[(b * batch_size + i) % len(pool)] for i in range(batch_size)] for b in range(batches + 1)]
     with torch.inference_mode():
         model(**tokenizer(plan[0], is_split_into_words=True, padding=True, return_tensors="pt"))  # warm-up
@@ -85,20 +90,27 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "hf-elmo-bench")
+    ap.add_argument("--token-cache", choices=["off", "on", "products", "all"], default="off",
+                    help="time with the benchmark's vocabulary in the token cache: on (representations), products "
+                         "(and the first layer's input products), all (off, on and products in turn)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     cpu = cpu_name()
     print(f"# ElmoModel {args.size}, batch {args.batch_size}, {args.batches} batches, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {cpu}")
+    modes = ["off", "on", "products"] if args.token_cache == "all" else [args.token_cache]
     for name in args.dtype:
-        tps = run(args.size, getattr(torch, name), args.batches, args.batch_size, args.cache)
-        reference = ALLENNLP_TOKENS_PER_S.get((args.size, name))
-        ratio = ""
-        if reference:  # AllenNLP under the same precision (bfloat16: the same autocast)
-            low, high = reference
-            ratio = f"  ({tps / high:.2f}-{tps / low:.2f}x AllenNLP's {low:.0f}-{high:.0f} tokens/s)"
-        print(f"{args.size:9s} {name:9s} {tps:8.0f} tokens/s{ratio}")
+        for mode in modes:
+            tps = run(args.size, getattr(torch, name), args.batches, args.batch_size, args.cache,
+                      token_cache=mode != "off", input_products=mode == "products")
+            reference = ALLENNLP_TOKENS_PER_S.get((args.size, name))
+            ratio = ""
+            if reference:  # AllenNLP under the same precision (bfloat16: the same autocast)
+                low, high = reference
+                ratio = f"  ({tps / high:.2f}-{tps / low:.2f}x AllenNLP's {low:.0f}-{high:.0f} tokens/s)"
+            label = {"off": "", "on": " + token cache", "products": " + token cache and input products"}[mode]
+            print(f"{args.size:9s} {name:9s} {tps:8.0f} tokens/s{ratio}{label}")
 
 
 if __name__ == "__main__":

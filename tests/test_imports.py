@@ -16,8 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "hf_elmo"
 MODEL_FOLDERS = sorted(p for p in (PACKAGE / "models").iterdir() if (p / "__init__.py").is_file())
 # What a model folder's files may import besides the standard library and their siblings: what transformers' remote
-# code loads them with (numpy is a dependency of both).
-MODEL_DEPENDENCIES = {"torch", "transformers", "numpy"}
+# code loads them with (numpy and safetensors are install requirements of transformers itself: every environment
+# that loads the folder has them, safetensors being how from_pretrained reads model.safetensors).
+MODEL_DEPENDENCIES = {"torch", "transformers", "numpy", "safetensors"}
 
 
 def module_name(path: Path) -> str:

@@ -21,8 +21,10 @@ packed layout of the words and the executors that run it, is stated once in the 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
+from transformers.utils import logging
 
 from .bilstm_elmo import (
     Clips,
@@ -43,6 +46,8 @@ from .bilstm_elmo import (
     tracing,
 )
 from .configuration_elmo import ElmoConfig
+
+logger = logging.get_logger(__name__)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -188,8 +193,18 @@ class ElmoBiLm(nn.Module):
             return partial(run_inplace, self._cache)
         return run_batched
 
+    def first_layer_inputs(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(U, P) token representations → the first layer's input products (with its bias), (U, 4H) per direction:
+        context-free, so computed once per distinct word (and cacheable, ``TokenEmbeddingCache``)."""
+        layer = self.layers[0]
+        bias = layer.effective_bias()
+        forward, backward = (self._cache.linear(tokens, layer.weight_ih[d], bias[d]) for d in range(2))
+        return forward, backward
+
     def forward(self, tokens: torch.Tensor, word_of: torch.Tensor, mask: torch.Tensor, h0: torch.Tensor,
-                c0: torch.Tensor, traceable: bool = False) -> tuple[tuple[torch.Tensor, ...], ElmoState]:
+                c0: torch.Tensor, traceable: bool = False,
+                first_inputs: tuple[torch.Tensor, torch.Tensor] | None = None,
+                ) -> tuple[tuple[torch.Tensor, ...], ElmoState]:
         """
         Args:
             tokens: (U, P) the token representations of the batch's distinct words.
@@ -197,6 +212,7 @@ class ElmoBiLm(nn.Module):
             mask: (B, W) bool: the real words.
             h0, c0: (n_layers, 2, B, P) and (n_layers, 2, B, H): the states to start from, in batch order.
             traceable: take the traced executors even outside tracing (``ElmoModel.graph_mode``).
+            first_inputs: ``first_layer_inputs(tokens)`` when already known (the token cache).
 
         Returns every layer's outputs, each (B, W, 2P) = [forward; backward] with zeros at padding, and the final
         states in batch order (a row keeps the state after its last word).
@@ -209,7 +225,8 @@ class ElmoBiLm(nn.Module):
         for k, layer in enumerate(self.layers):
             bias = layer.effective_bias()
             if k == 0:  # the first layer's input products once per distinct word
-                gates = [self._cache.linear(tokens, layer.weight_ih[d], bias[d])[words[d]] for d in range(2)]
+                first = self.first_layer_inputs(tokens) if first_inputs is None else first_inputs
+                gates = [first[d][words[d]] for d in range(2)]
             else:
                 gates = [self._cache.linear(x[d], layer.weight_ih[d], bias[d]) for d in range(2)]
             run = self._executor(layer, gates[0], h0s[k], c0s[k], traceable)
@@ -298,6 +315,100 @@ class ElmoClassifierOutput(ModelOutput):
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# The token-embedding cache
+# --------------------------------------------------------------------------------------------------------------------
+class TokenEmbeddingCache:
+    """Precomputed token representations (character CNN → highway → projection) of a vocabulary, and optionally the
+    first biLSTM layer's input products of each, as AllenNLP's ``vocab_to_cache`` and bilm-tf's
+    ``dump_token_embeddings`` offer: a word of the vocabulary skips the character encoder, any other word still goes
+    through it. The representation does not depend on context, so the outputs are the same with or without it.
+
+    Words are matched by their character ids (a row of ``max_characters_per_token`` ids, as the tokenizer writes
+    it), through a sorted 64-bit key per row and a comparison of the whole row. The cache keeps the rows themselves
+    and recomputes its values whenever the encoder's weights, dtype or device change, so it never serves stale
+    representations. Used in eval mode only (training must reach the character encoder's weights).
+
+    The input products take ``2 · 4 · lstm_dim`` floats per word (128 KB at the original size, against 2 KB for the
+    representation alone): worth it for a vocabulary of thousands of words, not of millions.
+    """
+
+    def __init__(self, char_ids: torch.Tensor, input_products: bool) -> None:
+        keys = self.row_keys(char_ids)
+        self.order = torch.argsort(keys, stable=True)
+        self.char_ids = char_ids[self.order].contiguous()
+        self.keys = keys[self.order].contiguous()
+        self.input_products = input_products
+        self.tokens: torch.Tensor | None = None
+        self.gates: tuple[torch.Tensor, torch.Tensor] | None = None  # the first layer's, per direction
+        self._built_for: tuple | None = None
+
+    def adopt(self, model: "ElmoModel", tokens: torch.Tensor, gates: tuple[torch.Tensor, torch.Tensor] | None,
+              sample: int = 64, tolerance: float = 1e-5) -> bool:
+        """Takes values computed earlier (a saved cache, in the order of the rows given to ``__init__``) when a
+        sample of them, recomputed now, agrees within ``tolerance``; otherwise recomputes them all. Returns whether
+        they were taken."""
+        param = model.char_encoder.char_embedding.weight
+        tokens = tokens[self.order].to(device=param.device, dtype=param.dtype)
+        gates = None if gates is None else tuple(g[self.order].to(tokens) for g in gates)
+        picked = torch.linspace(0, max(len(self) - 1, 0), min(sample, len(self))).long()
+        with torch.no_grad():
+            fresh = model.char_encoder(self.char_ids[picked])
+            agrees = bool(torch.allclose(fresh, tokens[picked], atol=tolerance, rtol=tolerance))
+            if agrees and gates is not None:
+                now = model.bilm.first_layer_inputs(fresh)
+                agrees = all(torch.allclose(n, g[picked], atol=tolerance, rtol=tolerance) for n, g in zip(now, gates))
+        if not agrees:
+            self.refresh(model)
+            return False
+        self.tokens, self.gates, self._built_for = tokens, gates if self.input_products else None, self._state(model)
+        return True
+
+    def __len__(self) -> int:
+        return self.char_ids.shape[0]
+
+    @staticmethod
+    def row_keys(rows: torch.Tensor) -> torch.Tensor:
+        """One int64 key per row of character ids (a polynomial in the ids, wrapping around; equal rows, equal
+        keys, and the rows are compared in full after the keys match)."""
+        powers = torch.full((rows.shape[-1],), 1_000_003, dtype=torch.int64, device=rows.device)
+        powers = torch.cumprod(powers, 0)  # wraps around in int64, deterministically
+        return (rows.long() * powers).sum(-1)
+
+    @staticmethod
+    def _state(model: "ElmoModel") -> tuple:
+        params = list(model.char_encoder.parameters())
+        first = model.bilm.layers[0]
+        params += [first.weight_ih, first.bias]
+        return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+
+    def refresh(self, model: "ElmoModel", batch_size: int = 1024) -> None:
+        """(Re)computes the values when the weights they come from changed since they were computed."""
+        state = self._state(model)
+        if state == self._built_for:
+            return
+        device = model.char_encoder.char_embedding.weight.device
+        self.char_ids, self.keys = self.char_ids.to(device), self.keys.to(device)
+        tokens = []
+        with torch.no_grad():
+            for start in range(0, len(self), batch_size):
+                tokens.append(model.char_encoder(self.char_ids[start:start + batch_size]))
+            width = model.config.projection_dim
+            self.tokens = (torch.cat(tokens) if tokens
+                           else model.char_encoder.char_embedding.weight.new_zeros(0, width))
+            self.gates = model.bilm.first_layer_inputs(self.tokens) if self.input_products else None
+        self._built_for = state
+
+    def lookup(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each row of character ids: whether the cache holds it, and where (valid where it does)."""
+        keys = self.row_keys(rows)
+        where = torch.searchsorted(self.keys, keys).clamp_max(max(len(self) - 1, 0))
+        if len(self) == 0:
+            return torch.zeros_like(keys, dtype=torch.bool), where
+        hit = (self.keys[where] == keys) & (self.char_ids[where] == rows).all(-1)
+        return hit, where
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------------------------------
 class ElmoPreTrainedModel(PreTrainedModel):
@@ -311,6 +422,27 @@ class ElmoPreTrainedModel(PreTrainedModel):
     # A pretrained LM checkpoint's softmax is not part of the biLM: loading one into ElmoModel or a task head drops it
     # silently (the task head itself is reported as newly initialised, as usual).
     _keys_to_ignore_on_load_unexpected = [r"softmax\.(weight|bias)$"]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any) -> Any:
+        """``PreTrainedModel.from_pretrained``; a local folder's token cache (``token_embeddings.safetensors``,
+        ``ElmoModel.save_token_embeddings``) is loaded too."""
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        elmo = model if isinstance(model, ElmoModel) else getattr(model, "elmo", None)
+        folder = Path(str(pretrained_model_name_or_path))
+        if isinstance(elmo, ElmoModel) and folder.is_dir() and (folder / ElmoModel.TOKEN_CACHE_FILE).is_file():
+            elmo.load_token_embeddings(folder)
+        return loaded
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, save_token_cache: bool = False,
+                        **kwargs: Any) -> None:
+        """``PreTrainedModel.save_pretrained``; ``save_token_cache=True`` also writes the token cache
+        (``token_embeddings.safetensors``), which ``from_pretrained`` of the folder loads."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if save_token_cache:
+            elmo = self if isinstance(self, ElmoModel) else getattr(self, "elmo")
+            elmo.save_token_embeddings(save_directory)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -368,6 +500,7 @@ class ElmoModel(ElmoPreTrainedModel):
         super().__init__(config)
         self._packed_cache = PackedLinearCache()
         self._packed_cache.enabled = not self.training
+        self._token_cache: TokenEmbeddingCache | None = None
         # True: always take the traceable path (it is taken anyway while exporting or compiling)
         self.graph_mode = False
         self.char_encoder = ElmoCharacterEncoder(config, self._packed_cache)
@@ -381,6 +514,117 @@ class ElmoModel(ElmoPreTrainedModel):
 
     def get_input_embeddings(self) -> nn.Module:
         return self.char_encoder.char_embedding
+
+    # ---- the token-embedding cache ----------------------------------------------------------------------------
+    TOKEN_CACHE_FILE = "token_embeddings.safetensors"
+
+    def cache_token_embeddings(self, words: Any, input_products: bool = False) -> int:
+        """Precomputes the token representations of ``words`` (an iterable of words, or a (K, 50) tensor of
+        character ids), and with ``input_products`` the first layer's input products too (``TokenEmbeddingCache``:
+        128 KB a word at the original size), so that in eval mode those words skip the character encoder; the
+        sentence boundaries ``<S>``/``</S>`` are always included. Outputs are the same with and without the cache.
+        Replaces any previous cache; returns the number of words cached."""
+        if isinstance(words, torch.Tensor):
+            rows = _check_char_ids(words.unsqueeze(0) if words.dim() == 2 else words, self.config)[0]
+        else:
+            from .tokenization_elmo import ElmoTokenizer, word_to_char_ids
+
+            if isinstance(words, str):
+                raise TypeError("cache_token_embeddings needs an iterable of words, got one str")
+            n = self.config.max_characters_per_token
+            vocabulary = dict.fromkeys([ElmoTokenizer.BOS_WORD, ElmoTokenizer.EOS_WORD, *words])
+            rows = torch.tensor([word_to_char_ids(w, n) for w in vocabulary], dtype=torch.long)
+        rows = torch.unique(rows, dim=0)
+        rows = rows[(rows > 0).any(-1)]  # the all-zero padding row is no word
+        cache = TokenEmbeddingCache(rows.to(self.char_encoder.char_embedding.weight.device), input_products)
+        cache.refresh(self)
+        self._token_cache = cache
+        return len(cache)
+
+    def clear_token_cache(self) -> None:
+        """Forgets the cached token representations (every word goes through the character encoder again)."""
+        self._token_cache = None
+
+    @property
+    def token_cache(self) -> TokenEmbeddingCache | None:
+        return self._token_cache
+
+    def save_token_embeddings(self, folder: str | os.PathLike) -> Path:
+        """Writes the cache into ``folder`` (``token_embeddings.safetensors``: the words' character ids, their
+        representations and, when cached, the input products), which ``from_pretrained`` then loads."""
+        from safetensors.torch import save_file
+
+        cache = self._token_cache
+        if cache is None:
+            raise ValueError("no token cache to save: call cache_token_embeddings(words) first")
+        cache.refresh(self)
+        tensors = {"char_ids": cache.char_ids, "tokens": cache.tokens}
+        if cache.gates is not None:
+            tensors.update(input_products_forward=cache.gates[0], input_products_backward=cache.gates[1])
+        path = Path(folder) / self.TOKEN_CACHE_FILE
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path),
+                  metadata={"format": "pt", "what": "hf-elmo token-embedding cache"})
+        return path
+
+    def load_token_embeddings(self, path: str | os.PathLike) -> int:
+        """Reads a cache written by ``save_token_embeddings`` (a file, or the folder holding it). Its values are taken
+        when a sample of them, recomputed, agrees with these weights, and recomputed all otherwise, so a cache never
+        changes the outputs. Returns the number of words cached."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if path.is_dir():
+            path = path / self.TOKEN_CACHE_FILE
+        try:
+            tensors = load_file(str(path))
+        except (OSError, SafetensorError) as error:
+            raise ValueError(f"{path}: not a readable token cache ({error})") from None
+        rows, tokens = tensors.get("char_ids"), tensors.get("tokens")
+        n = self.config.max_characters_per_token
+        if rows is None or tokens is None or rows.dim() != 2 or rows.shape[1] != n \
+                or tuple(tokens.shape) != (rows.shape[0], self.config.projection_dim):
+            raise ValueError(f"{path}: a token cache needs 'char_ids' (words, {n}) and 'tokens' (words, "
+                             f"{self.config.projection_dim})")
+        gates = None
+        if "input_products_forward" in tensors:
+            gates = (tensors["input_products_forward"], tensors["input_products_backward"])
+            if any(tuple(g.shape) != (rows.shape[0], 4 * self.config.lstm_dim) for g in gates):
+                raise ValueError(f"{path}: the input products must be (words, {4 * self.config.lstm_dim})")
+        _check_char_ids(rows.unsqueeze(0), self.config)
+        param = self.char_encoder.char_embedding.weight
+        cache = TokenEmbeddingCache(rows.long().to(param.device), input_products=gates is not None)
+        if not cache.adopt(self, tokens, gates):
+            logger.warning("%s: the cached token representations do not come from these weights: recomputed", path)
+        self._token_cache = cache
+        return len(cache)
+
+    def _token_representations(self, words: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """The distinct words' representations (U, P) and, from the cache, their first-layer input products (or
+        None): cached words from the cache, the others through the character encoder."""
+        cache = self._token_cache
+        if cache is None or self.training or self.graph_mode or tracing():
+            return self.char_encoder(words), None
+        cache.refresh(self)
+        hit, where = cache.lookup(words)
+        # the all-zero row (padding positions) is read by nothing downstream: zeros, not the encoder
+        miss = ~hit & (words > 0).any(-1)
+        tokens = cache.tokens.new_zeros(words.shape[0], cache.tokens.shape[1])
+        tokens[hit] = cache.tokens[where[hit]]
+        computed = None
+        if bool(miss.any()):
+            tokens[miss] = self.char_encoder(words[miss])
+            computed = None if cache.gates is None else self.bilm.first_layer_inputs(tokens[miss])
+        if cache.gates is None:
+            return tokens, None
+        gates = []
+        for d in range(2):
+            g = cache.gates[d].new_zeros(words.shape[0], cache.gates[d].shape[1])
+            g[hit] = cache.gates[d][where[hit]]
+            if computed is not None:
+                g[miss] = computed[d]
+            gates.append(g)
+        return tokens, tuple(gates)
 
     def clear_weight_cache(self) -> None:
         """Drops the pre-packed copies of the weights (``PackedLinearCache``). They are rebuilt when a weight's
@@ -479,9 +723,10 @@ class ElmoModel(ElmoPreTrainedModel):
         # the character encoder reads each distinct word once (padding is one all-zero "word")
         n_chars = input_ids.shape[-1]
         words, word_of = torch.unique(input_ids.reshape(batch * width, n_chars), dim=0, return_inverse=True)
-        tokens = self.char_encoder(words)
+        tokens, first_inputs = self._token_representations(words)
         token_layer = tokens[word_of].view(batch, width, cfg.projection_dim) * mask.unsqueeze(-1).to(tokens.dtype)
-        bilm_layers, new_state = self.bilm(tokens, word_of.reshape(-1), mask, h0, c0, traceable=self.graph_mode)
+        bilm_layers, new_state = self.bilm(tokens, word_of.reshape(-1), mask, h0, c0, traceable=self.graph_mode,
+                                           first_inputs=first_inputs)
         layers_t = (torch.cat([token_layer, token_layer], dim=-1), *bilm_layers)
         mixes = tuple(mix(layers_t, mask) for mix in self.scalar_mixes)
         out = ElmoModelOutput(
