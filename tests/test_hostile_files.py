@@ -555,3 +555,85 @@ def test_config_of_the_other_family(tmp_path, capsys):
     (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
     err = cli_error(capsys, ["export", str(folder), str(tmp_path / "onnx")], tmp_path / "onnx")
     assert f"{folder}: config.json does not hold a 'elmo' (ELMo) configuration" in err
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 7. The smaller ones
+# --------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("opset, fragment", [("99", "opset 99 is above 23"), ("17", "opset 17 is too old")])
+def test_export_opset_outside_the_exporters_range(tmp_path, capsys, opset, fragment):
+    pytest.importorskip("onnxruntime")
+    folder = tiny_awd_lstm_folder(tmp_path / "lm")
+    err = cli_error(capsys, ["export", str(folder), str(tmp_path / "onnx"), "--opset", opset], tmp_path / "onnx")
+    assert fragment in err
+
+
+@pytest.mark.parametrize("file_name", ["../../elsewhere/model.onnx", "/tmp/model.onnx", "sub/../../model.onnx", 7])
+def test_onnx_file_name_may_not_leave_the_folder(tmp_path, file_name):
+    pytest.importorskip("onnxruntime")
+    from hf_elmo.onnx import OnnxModel
+
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    (tmp_path / "model.onnx").write_bytes(b"not run")
+    config = {"model_type": "awd_lstm", "onnx": {"task": "feature-extraction", "file_name": file_name}}
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"onnx.file_name (.* is not a file inside|must be a file name)"):
+        OnnxModel.from_pretrained(folder)
+
+
+class NotATensor:
+    pass
+
+
+def test_refused_pickle_names_the_global_and_never_advises_weights_only_false(tmp_path, capsys):
+    err = convert_awd_lstm_error(capsys, tmp_path, {"model": NotATensor()})
+    assert "refers to test_hostile_files.NotATensor" in err
+    assert "weights_only=False" not in err.replace(" ", "") and "weights_only` set to `False" not in err
+    assert "likely succeed" not in err
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b'{"lstm": {"dim": "\xff\xfe"}}', "is not UTF-8 text"),
+    (b'{"lstm": {"dim": ' + b"9" * 5000 + b"}}", "is not valid JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, "is not valid JSON"),
+])
+def test_unreadable_options_name_the_file(tmp_path, content, fragment):
+    path = tmp_path / "options.json"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as info:
+        ElmoConfig.from_options_json(path)
+    assert f"{path} {fragment}" in str(info.value) and len(str(info.value)) < 600
+
+
+@pytest.mark.parametrize("section, key, literal, fragment", [
+    ("lstm", "dim", "1e999", "lstm_dim must be an integer, got inf"),
+    ("lstm", "cell_clip", "NaN", "cell_clip must be a finite number, got nan"),
+    ("lstm", "proj_clip", "-Infinity", "proj_clip must be a finite number, got -inf"),
+])
+def test_absurd_numbers_in_options_name_the_file_and_option(tmp_path, section, key, literal, fragment):
+    text = json.dumps(elmo_options(**{section: {key: "PLACEHOLDER"}})).replace('"PLACEHOLDER"', literal)
+    path = tmp_path / "options.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError) as info:
+        ElmoConfig.from_options_json(path)
+    assert f"{path}: invalid ELMo option '{section}.{key}'" in str(info.value)
+    assert fragment in str(info.value)
+
+
+def test_fastai_vocabulary_without_its_special_tokens(tmp_path, capsys):
+    vocab = fastai_vocab(tmp_path, drop=("xxbos", "xxmaj"))
+    err = convert_awd_lstm_error(capsys, tmp_path, fastai_lm_state(), vocab=vocab)
+    assert f"{vocab} lacks fastai's special tokens xxbos, xxmaj" in err
+
+
+def test_elmo_vocabulary_without_boundaries_says_what_was_added(tmp_path, capsys):
+    options_path, weights_path = write_elmo_files(tmp_path / "in")
+    vocab = tmp_path / "in" / "vocab.txt"
+    vocab.write_text("the\ncat\n<UNK>\n", encoding="utf-8")
+    output = tmp_path / "out"
+    capsys.readouterr()
+    assert cli_main(["convert-elmo", "--options", str(options_path), "--weights", str(weights_path), "--vocab",
+                     str(vocab), "--output", str(output)]) == 0
+    out = capsys.readouterr().out
+    assert f"{vocab} lacks <S>, </S>: added at the end of the vocabulary (<S> = id 3, </S> = id 4)" in out

@@ -37,7 +37,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--optimize", action="store_true",
                         help="save the model with ONNX Runtime's graph optimisations applied (CPU provider)")
     parser.add_argument("--quantize", choices=("int8",), help="dynamic int8 quantisation of the weights")
-    parser.add_argument("--opset", type=int, help="ONNX opset (default: 20; at least 18)")
+    parser.add_argument("--opset", type=int, help="ONNX opset (default: 20; 18 to 23)")
     parser.add_argument("--external-data", action="store_true",
                         help="weights in a separate file beside the graph (default: only above ~2 GB)")
     add_push_arguments(parser)

@@ -323,6 +323,8 @@ def convert_allennlp_elmo(
 
     register()
     tokenizer = ElmoTokenizer(vocab_file=str(vocab)) if vocab is not None else ElmoTokenizer()
+    if vocab is not None:
+        _report_added_words(vocab, tokenizer)
     # the softmax over the vocabulary is not in the original files: config.json says it was never trained
     extra = {"vocab_size": tokenizer.vocab_size, LM_HEAD_TRAINED: False} if vocab is not None else {}
     config = ElmoConfig.from_options_json(options, **extra)
@@ -368,6 +370,17 @@ def convert_allennlp_elmo(
         )
         logger.info("Pushed to %s", url)
     return output_dir
+
+
+def _report_added_words(vocab: Path, tokenizer: ElmoTokenizer) -> None:
+    """Says (a warning, shown by the command) which of the words every ELMo vocabulary holds (``<S>``, ``</S>``,
+    ``<UNK>``: the boundaries and the unknown word, bilm-tf's first three lines) the file lacked and the tokenizer
+    added at its end: their softmax rows are then new, and ids differ from a vocabulary that has them first."""
+    words = set(ElmoTokenizer._read_vocab(vocab))
+    added = [w for w in (tokenizer.BOS_WORD, tokenizer.EOS_WORD, tokenizer.UNK_WORD) if w not in words]
+    if added:
+        logger.warning("%s lacks %s: added at the end of the vocabulary (%s)", vocab, ", ".join(added),
+                       ", ".join(f"{w} = id {tokenizer.vocab[w]}" for w in added))
 
 
 def verify_saved_folder(model: torch.nn.Module, tokenizer: Any, folder: str | os.PathLike) -> float:

@@ -38,7 +38,7 @@ from ..cards import render_awd_lstm_card
 from ..hub import push_folder
 from ..models.awd_lstm.configuration_awd_lstm import AWDLSTMConfig
 from ..models.awd_lstm.modeling_awd_lstm import AWDLSTMForLanguageModeling, AWDLSTMForSequenceClassification
-from ..models.awd_lstm.tokenization_awd_lstm import AWDLSTMTokenizer
+from ..models.awd_lstm.tokenization_awd_lstm import BOS, PAD, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, AWDLSTMTokenizer
 from .common import (ConversionError, check_close, check_output_dir, file_sha256, nan_max, non_finite, save_folder,
                      seeded_model)
 from .safe_pickle import read_itos_pickle
@@ -91,11 +91,10 @@ def load_fastai_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Ten
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise AWDLSTMWeightsError(
-            f"{path} cannot be read with torch.load(weights_only=True), which is the only way it is read here (it "
-            f"holds objects other than tensors and plain containers, e.g. a whole pickled Learner: save the weights "
-            f"with learn.save() or torch.save(model.state_dict())): {first}"
+            f"{path} cannot be read with torch.load(weights_only=True), which is the only way it is read here: "
+            f"{refused_pickle_reason(e)}. A pickle is code: nothing of this file was run, and it should not be loaded "
+            f"any other way unless you made it. Save the weights with learn.save() or torch.save(model.state_dict())"
         ) from None
     except Exception as e:  # noqa: BLE001  torch.load of a text or corrupt file raises KeyError, IndexError, ...
         detail = " ".join(str(e).split())[:200]
@@ -121,6 +120,23 @@ def load_fastai_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Ten
 
 # Indices of at most 4 digits: a key with a longer one (``0.rnns.99999999.weight_hh_l0_raw``) is only an unexpected
 # key, never a layer count (which would size the expected keys, the model and the error message).
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+_UNPICKLER_ERROR = re.compile(r"WeightsUnpickler error: ([^\n]*)")
+
+
+def refused_pickle_reason(error: BaseException) -> str:
+    """Why torch's weights-only unpickler refused a file, without torch's advice (its message suggests re-running
+    with ``weights_only=False``, which runs whatever the file holds: never advice for an untrusted file): the
+    global (class or function) the file refers to, or the unpickler's own reason."""
+    text = str(error)
+    if (match := _UNSUPPORTED_GLOBAL.search(text)) is not None:
+        return f"it refers to {match.group(1)}, which is not a tensor or a plain container"
+    if (match := _UNPICKLER_ERROR.search(text)) is not None:
+        reason = match.group(1).split(". Please")[0].strip()
+        return f"it holds objects other than tensors and plain containers ({reason[:200]})"
+    return "it holds objects other than tensors and plain containers (e.g. a whole pickled Learner)"
+
+
 _RNN_KEY = re.compile(r"^(?P<enc>0\.(?:module\.)?)rnns\.(?P<layer>\d{1,4})\.")
 _HEAD_KEY = re.compile(r"^1\.layers\.(?P<block>\d{1,4})\.(?P<index>\d{1,4})\.(?P<name>\w+)$")
 # Sizes read from a file are capped before anything is allocated from them. ULMFiT has 3 layers and a 2-block head;
@@ -487,6 +503,7 @@ def convert_fastai_awd_lstm(
 
     register()
     itos = read_itos_pickle(vocab)
+    check_special_tokens(vocab, itos)
     checkpoint = read_fastai_awd_lstm(weights, vocab_size=len(itos), bptt=bptt, max_len=max_len)
     if base_model and checkpoint.kind != CLASSIFIER:
         raise ValueError("base_model names the language model a classifier was fine-tuned from: this file holds a "
@@ -530,6 +547,22 @@ def convert_fastai_awd_lstm(
                           commit_message=f"Add the AWD-LSTM {what} converted from {weights.name} with hf-elmo")
         logger.info("Pushed to %s", url)
     return output_dir
+
+
+# fastai's special tokens that its text processing writes into every text (xxbos first, xxmaj before a capital, ...)
+# or that numericalising and padding need (xxunk, xxpad): a vocabulary without them gives those tokens ids past the
+# embedding. xxeos and xxfld are written only by callers who ask for them.
+NEEDED_SPECIAL_TOKENS = (UNK, PAD, BOS, TK_MAJ, TK_UP, TK_REP, TK_WREP)
+
+
+def check_special_tokens(vocab: str | os.PathLike, itos: Sequence[str]) -> None:
+    """Raises ValueError naming the ``NEEDED_SPECIAL_TOKENS`` the vocabulary ``itos`` (read from ``vocab``) lacks."""
+    present = set(itos)
+    missing = [t for t in NEEDED_SPECIAL_TOKENS if t not in present]
+    if missing:
+        raise ValueError(f"{vocab} lacks fastai's special tokens {', '.join(missing)}: every fastai vocabulary holds "
+                         "them (its text processing writes them into the texts), so this is not the vocabulary the "
+                         "model was trained with")
 
 
 def label_fields(checkpoint: Any, labels: Sequence[str] | None) -> dict[str, Any]:

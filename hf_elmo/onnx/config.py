@@ -75,6 +75,7 @@ class HfElmoOnnxConfig(ExporterConfig):
     ATOL_FOR_VALIDATION: float = 1e-4
     DEFAULT_ONNX_OPSET = 20
     MIN_ONNX_OPSET = 18  # torch's dynamo exporter writes opset 18 or later
+    MAX_ONNX_OPSET = 23  # ... and 23 at the latest (torch.onnx's ONNX_MAX_OPSET in torch 2.13)
     # the shape the export is traced at: the dynamic axes must not be 0 or 1 there (torch.export specialises those)
     EXPORT_SHAPES = {"batch_size": 2, "sequence_length": 8}
     # a different shape, to check after export that the axes are really dynamic

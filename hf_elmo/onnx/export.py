@@ -93,7 +93,7 @@ def export_onnx(
         fp16: a float16 model (int64 inputs, float32 outputs).
         optimize: save the model with ONNX Runtime's "extended" graph optimisations applied (for the CPU provider).
         quantize: ``"int8"``: dynamic int8 quantisation of the matrix products' weights.
-        opset: the ONNX opset (default: the exporter config's, 20; at least 18).
+        opset: the ONNX opset (default: the exporter config's, 20; 18 to 23).
         external_data: weights in ``model.onnx.data`` beside the graph; default: when the weights exceed ~2 GB.
         tokenizer: the tokenizer to save beside the model (default: the folder's, or the model family's default;
             AWD-LSTM has none without its vocabulary: pass it when exporting a model instance).
@@ -120,10 +120,15 @@ def export_onnx(
     check_finite(dict(model.state_dict()), source or type(model).__name__, "weights")
     _warn_if_untrained_head(model, task, source)
     exporter_config = get_onnx_config(model.config, task)
-    opset = exporter_config.DEFAULT_ONNX_OPSET if opset is None else int(opset)
+    opset = exporter_config.DEFAULT_ONNX_OPSET if opset is None else opset
+    if isinstance(opset, bool) or not isinstance(opset, int):
+        raise ValueError(f"opset must be an integer, got {opset!r}")
     if opset < exporter_config.MIN_ONNX_OPSET:
         raise ValueError(f"opset {opset} is too old: torch's dynamo exporter writes opset "
                          f"{exporter_config.MIN_ONNX_OPSET} or later")
+    if opset > exporter_config.MAX_ONNX_OPSET:  # the exporter would write its own opset and config.json this one
+        raise ValueError(f"opset {opset} is above {exporter_config.MAX_ONNX_OPSET}, the newest torch's ONNX "
+                         "exporter writes")
     n_bytes = sum(p.numel() * 4 for p in model.parameters())
     if external_data is None:
         external_data = n_bytes >= EXTERNAL_DATA_THRESHOLD
@@ -136,6 +141,9 @@ def export_onnx(
         step = _Steps(work_dir)
         path = step.new()
         _torch_export(model, exporter_config, path, opset, external_data)
+        written = _file_opset(path)
+        if written != opset:  # what config.json records must be what the graph is
+            raise OnnxExportError(f"the exporter wrote opset {written}, not the {opset} asked for")
         fp32_check = validate(model, exporter_config, path)
         logger.info("Exported %s (%s) to ONNX: max abs diff to PyTorch %.2g at %s", type(model).__name__, task,
                     fp32_check["max_abs_diff"], fp32_check["inputs"])
@@ -242,6 +250,12 @@ def _load_tokenizer(source: str | None, exporter_config: HfElmoOnnxConfig) -> An
         except (OSError, ValueError) as e:
             logger.warning("No tokenizer could be loaded from %s (%s): saving the default one", source, e)
     return exporter_config.default_tokenizer()
+
+
+def _file_opset(path: Path) -> int | None:
+    """The default (ai.onnx) opset an .onnx file imports, read without its external data."""
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def _torch_export(model: PreTrainedModel, exporter_config: HfElmoOnnxConfig, path: Path, opset: int,

@@ -139,6 +139,19 @@ def read_onnx_section(folder: Path) -> dict[str, Any]:
     return section
 
 
+def _file_in_folder(folder: Path, name: Any, what: str) -> Path:
+    """``folder / name`` when ``name`` is a relative path that stays inside ``folder`` (symbolic links resolved);
+    ValueError naming ``what`` otherwise: a downloaded config.json must not make the runtime load a file from
+    elsewhere on the machine ("../../elsewhere/model.onnx", "/tmp/x.onnx")."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what} must be a file name, got {name!r}")
+    path = folder / name
+    root = folder.resolve()
+    if Path(name).is_absolute() or root not in path.resolve().parents:
+        raise ValueError(f"{what} {name!r} is not a file inside {folder}: refused")
+    return path
+
+
 class OnnxModel:
     """An exported model run by ONNX Runtime; called like the PyTorch model it was exported from.
 
@@ -189,7 +202,8 @@ class OnnxModel:
                                 local_files_only=local_files_only)
         onnx_info = read_onnx_section(folder)
         name = file_name or onnx_info.get("file_name") or ONNX_FILE_NAME
-        model_path = folder / name
+        model_path = _file_in_folder(folder, name, "file_name" if file_name else f"{folder / 'config.json'}'s "
+                                     "onnx.file_name")
         if not model_path.is_file():
             present = sorted(p.name for p in folder.glob("*.onnx"))
             raise FileNotFoundError(
