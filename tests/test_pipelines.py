@@ -53,7 +53,7 @@ def folders(tmp_path_factory) -> dict[str, Path]:
     torch.manual_seed(0)
     tagger = ElmoForTokenClassification(conftest.tiny_config(
         num_labels=3, id2label=TAGS, label2id={v: k for k, v in TAGS.items()}))
-    tagger.config.custom_pipelines = CUSTOM_PIPELINES  # what a token classifier's folder declares
+    assert tagger.config.custom_pipelines == CUSTOM_PIPELINES  # the classifier declares its pipeline itself
     awd_config = awd_lstm_testing.tiny_config(vocab_size=len(awd.itos))
     lm = awd_lstm_testing.randomize_(AWDLSTMForLanguageModeling(awd_config), seed=3).eval()
     with torch.no_grad():  # an LM that always says CONTINUATION next, so that the generated text is known

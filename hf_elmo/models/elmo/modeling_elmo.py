@@ -46,6 +46,7 @@ from .bilstm_elmo import (
     tracing,
 )
 from .configuration_elmo import ElmoConfig
+from .tokenization_elmo import CUSTOM_PIPELINES
 
 logger = logging.get_logger(__name__)
 
@@ -926,6 +927,10 @@ class ElmoForTokenClassification(_ElmoHeadModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        if not getattr(config, "custom_pipelines", None):
+            # pipeline("token-classification", trust_remote_code=True) then runs ELMo's own (one row of character
+            # ids per word, where transformers' reads one id per token); saved in config.json with the folder
+            config.custom_pipelines = CUSTOM_PIPELINES
         self.post_init()
 
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
