@@ -184,7 +184,9 @@ def test_model_card_usage_snippet_runs(converted, name, capsys):
         assert len(namespace["predictions"]) == 2 and printed.startswith("[")
     else:
         prompt = namespace["inputs"]["input_ids"]
-        assert printed.startswith("xxbos") and namespace["generated"].shape[1] > prompt.shape[1]
+        assert namespace["generated"].shape[1] > prompt.shape[1]
+        assert "xxbos" not in printed  # decoded as text
+        assert printed.startswith(namespace["tokenizer"].decode(prompt[0], skip_special_tokens=True))
 
 
 def test_push_to_hub_pushes_the_finished_folder(tmp_path, monkeypatch):

@@ -164,7 +164,9 @@ def test_ulmfit_command_cards(command_run, name, pipeline, capsys):
         assert namespace["texts"] == command_run.valid_x[:2]  # the task's own texts as examples
         assert set(namespace["predictions"]) <= {"sports", "world"} and printed.startswith("[")
     else:
-        assert printed.startswith("xxbos") and namespace["generated"].shape[1] > namespace["inputs"]["input_ids"].shape[1]
+        prompt = namespace["inputs"]["input_ids"]
+        assert namespace["generated"].shape[1] > prompt.shape[1] and "xxbos" not in printed  # decoded as text
+        assert printed.startswith(namespace["tokenizer"].decode(prompt[0], skip_special_tokens=True))
 
 
 def test_ulmfit_command_pushes_the_folders(command_run, hub, tmp_path, capsys):
