@@ -121,10 +121,11 @@ def check_config_values(source: str | os.PathLike, model_type: str, config: dict
 MAX_SAFETENSORS_HEADER = 100 << 20
 
 
-def check_safetensors_files(folder: Path) -> None:
+def check_safetensors_files(folder: Path) -> dict[str, list[int]]:
     """Checks that ``model.safetensors`` (or every shard its index names) is whole: its header parses and the file
     holds every byte the header places, so that a truncated download or copy stops with one line naming the file
-    instead of safetensors' error from deep inside ``from_pretrained``. Reads the header only."""
+    instead of safetensors' error from deep inside ``from_pretrained``. Reads the headers only; returns every
+    tensor's name → shape (empty for a folder of other weight files)."""
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         try:
@@ -134,15 +135,18 @@ def check_safetensors_files(folder: Path) -> None:
         files = [folder / name for name in shards]
     else:
         files = [folder / "model.safetensors"] if (folder / "model.safetensors").is_file() else []
+    shapes: dict[str, list[int]] = {}
     for file in files:
-        problem = _safetensors_problem(file, folder)
-        if problem:
-            raise ModelFolderError(f"{file} is truncated or not a safetensors file: {problem}")
+        header = _safetensors_header(file, folder)
+        if isinstance(header, str):
+            raise ModelFolderError(f"{file} is truncated or not a safetensors file: {header}")
+        shapes.update({k: list(v.get("shape", [])) for k, v in header.items() if k != "__metadata__"})
+    return shapes
 
 
-def _safetensors_problem(file: Path, folder: Path) -> str | None:
-    """What is wrong with ``file`` (of ``folder``) as a safetensors file (8-byte little-endian header length, JSON
-    header, data), or None."""
+def _safetensors_header(file: Path, folder: Path) -> dict[str, Any] | str:
+    """The header of ``file`` (of ``folder``) as a safetensors file (8-byte little-endian header length, JSON
+    header, data), or what is wrong with it."""
     if folder.resolve() not in file.resolve().parents:  # a shard named "../x"
         return "it lies outside the folder"
     if not file.is_file():
@@ -162,7 +166,49 @@ def _safetensors_problem(file: Path, folder: Path) -> str | None:
             return f"its header does not parse ({type(e).__name__})"
     if 8 + n + end > size:
         return f"its header places {8 + n + end} bytes, the file has {size}"
-    return None
+    return header
+
+
+def from_pretrained_checked(model_class: Any, source: str | os.PathLike, **kwargs: Any) -> Any:
+    """``model_class.from_pretrained(source, **kwargs)`` for a loader that must not run a model other than the one
+    saved: transformers initialises randomly what the weights lack (``"tie_weights": false`` → a random decoder,
+    a classifier head asked of a language model), drops what the model has no place for (``"out_bias": false`` drops
+    the decoder's bias, ``"num_layers": 2`` the third layer) and reports sizes that differ with a RuntimeError and a
+    table. Each of these stops here with one line naming the folder and (a few of) the keys. Weights of a part the
+    class does not have at all (a language model's decoder read by the base model class) are ignored, as usual."""
+    import transformers
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # its load report is replaced by the one line below
+    try:
+        model, info = model_class.from_pretrained(source, output_loading_info=True, **kwargs)
+    except RuntimeError as e:
+        if "mismatched_sizes" not in str(e) and "size mismatch" not in str(e):
+            raise
+        raise ModelFolderError(f"{source}: the saved weights' sizes differ from those config.json describes (a "
+                               "config.json edited or of another model?)") from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    missing = sorted(info.get("missing_keys") or ())
+    # a weight the model has a module for but no parameter of that name (found by the saved names)
+    path = Path(source)
+    saved = check_safetensors_files(path) if path.is_dir() else {}
+    own = set(model.state_dict())
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    roots = {name.split(".", 1)[0] for name in own}
+    unexpected = []
+    for key in sorted(saved):
+        name = key[len(prefix) + 1:] if prefix and key.startswith(prefix + ".") and prefix not in roots else key
+        if name not in own and name.split(".", 1)[0] in roots:
+            unexpected.append(key)
+    for what, keys in (("lacks", missing), ("holds weights the model built from its config.json has no place for:",
+                                            unexpected)):
+        if keys:
+            shown = ", ".join(keys[:5]) + (f", ... ({len(keys)} in all)" if len(keys) > 5 else "")
+            verb = f"{what} weights the model built from its config.json needs:" if what == "lacks" else what
+            raise ModelFolderError(f"{source} {verb} {shown} (a config.json edited, or a folder of another "
+                                   f"model?)")
+    return model
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ the output location. The files are tiny and made in each test's tmp_path."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -637,3 +638,173 @@ def test_elmo_vocabulary_without_boundaries_says_what_was_added(tmp_path, capsys
                      str(vocab), "--output", str(output)]) == 0
     out = capsys.readouterr().out
     assert f"{vocab} lacks <S>, </S>: added at the end of the vocabulary (<S> = id 3, </S> = id 4)" in out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 8. Mutated options / configs: a clear error naming the option before anything large, or the very same model
+# --------------------------------------------------------------------------------------------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+# Values a careless or hostile file puts where a size, a flag or a clip belongs: wrong types, signs, huge sizes.
+HOSTILE = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0, 1, -1, 2, 3, 10**6, 10**9, 2**31, 2**63]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(), st.none(), st.text(max_size=4), st.lists(st.integers(-2, 2), max_size=3),
+)
+# options.json fields that the weight file determines (any other value must be refused) or whose type is checked
+ELMO_MUTABLE = [("lstm", "dim"), ("lstm", "projection_dim"), ("lstm", "n_layers"), ("lstm", "cell_clip"),
+                ("lstm", "proj_clip"), ("lstm", "use_skip_connections"), ("char_cnn", "n_highway"),
+                ("char_cnn", "n_characters"), ("char_cnn", "filters"), ("char_cnn", "embedding", "dim")]
+# growth of the process's peak memory one example may cause (the models here are a few kilobytes)
+MAX_PEAK_GROWTH_BYTES = 256 << 20
+
+
+def peak_rss_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+
+
+def same_option(original, value) -> bool:
+    """Whether ``value`` is ``original`` written the same way: a size only as that int, a flag only as that bool."""
+    if isinstance(original, bool) or isinstance(value, bool):
+        return value is original
+    return type(value) is type(original) and value == original
+
+
+@st.composite
+def elmo_mutation(draw):
+    path = draw(st.sampled_from(ELMO_MUTABLE))
+    original = ELMO_OPTIONS[path[0]][path[1]] if len(path) == 2 else ELMO_OPTIONS[path[0]][path[1]][path[2]]
+    if path[-1] == "filters":
+        value = draw(st.one_of(HOSTILE, st.just(original),
+                               st.lists(st.lists(HOSTILE, min_size=2, max_size=2), min_size=1, max_size=3),
+                               st.builds(lambda i, j, v: [[v if (a, b) == (i, j) else x for b, x in enumerate(f)]
+                                                          for a, f in enumerate(original)],
+                                         st.integers(0, 1), st.integers(0, 1), HOSTILE)))
+    else:
+        kin = [st.just(original)] + ([st.just(float(original))] if isinstance(original, int)
+                                     and not isinstance(original, bool) else [])
+        value = draw(st.one_of(HOSTILE, *kin))
+    return path, original, value
+
+
+def expected_outcome(path, original, value) -> str:
+    """What the converter must do with ``value`` in place of ``original``: ``"same"`` (accept it and give the
+    reference model), ``"other"`` (accept it: a setting the weight file does not determine, such as a clip or the
+    skip connections, set to another valid value) or ``"refuse"``."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if path[-1] in ("cell_clip", "proj_clip"):  # None, 0 (no clip) or a finite non-negative number, 3 == 3.0
+        if number and value == original:
+            return "same"
+        return "other" if value is None or (number and 0 <= value <= 3e38) else "refuse"
+    if path[-1] == "use_skip_connections":
+        return "same" if value is original else "other" if isinstance(value, bool) else "refuse"
+    if path[-1] == "filters":
+        ints = (isinstance(value, list) and len(value) == len(original)
+                and all(isinstance(f, list) and len(f) == 2 and all(type(x) is int for x in f) for f in value))
+        return "same" if ints and value == original else "refuse"
+    return "same" if same_option(original, value) else "refuse"
+
+
+@pytest.fixture(scope="module")
+def elmo_reference(tmp_path_factory):
+    """The tiny ELMo's weight file, and the reference conversion's outputs on a fixed batch."""
+    from hf_elmo import ElmoModel, ElmoTokenizer
+    from hf_elmo.conversion.allennlp_elmo import load_elmo_weights
+
+    folder = tmp_path_factory.mktemp("elmo-reference")
+    options_path, weights_path = write_elmo_files(folder, elmo_arrays(seed=3))
+    model = ElmoModel(ElmoConfig.from_options_json(options_path)).eval()
+    load_elmo_weights(model, weights_path)
+    inputs = ElmoTokenizer()(["The cat sat.", "Zoë's café!"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        want = model(**inputs, output_hidden_states=True)
+    return weights_path, inputs, want
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutation=elmo_mutation())
+def test_mutated_elmo_options_fail_clearly_or_give_the_reference_model(elmo_reference, tmp_path_factory, mutation):
+    from hf_elmo import ElmoModel
+    from hf_elmo.conversion.allennlp_elmo import copy_elmo_state, hdf5_to_state_dict
+
+    (path, original, value), (weights_path, inputs, want) = mutation, elmo_reference
+    options = json.loads(json.dumps(ELMO_OPTIONS))
+    section = options[path[0]] if len(path) == 2 else options[path[0]][path[1]]
+    section[path[-1]] = value
+    options_path = tmp_path_factory.mktemp("options") / "options.json"
+    options_path.write_text(json.dumps(options), encoding="utf-8")
+    option = ".".join(path)
+    before = peak_rss_bytes()
+    try:
+        config = ElmoConfig.from_options_json(options_path)
+        state = hdf5_to_state_dict(read_elmo_hdf5(weights_path, config), config)
+    except ValueError as e:
+        message = str(e)
+        assert (f"{options_path}: invalid ELMo option '{option}'" in message
+                or (str(weights_path) in message and "dataset" in message)), message
+        assert expected_outcome(path, original, value) == "refuse", message
+    else:
+        outcome = expected_outcome(path, original, value)
+        assert outcome != "refuse", f"{option} = {value!r} accepted"
+        model = ElmoModel(config).eval()
+        copy_elmo_state(model, state)
+        with torch.no_grad():
+            got = model(**inputs, output_hidden_states=True)
+        assert torch.isfinite(got.last_hidden_state).all()
+        if outcome == "same":
+            assert torch.equal(got.last_hidden_state, want.last_hidden_state)
+            assert all(torch.equal(g, w) for g, w in zip(got.hidden_states, want.hidden_states))
+    assert peak_rss_bytes() - before < MAX_PEAK_GROWTH_BYTES
+
+
+AWD_MUTABLE = ["vocab_size", "emb_size", "hidden_size", "num_layers", "bidirectional", "tie_weights", "out_bias"]
+
+
+@pytest.fixture(scope="module")
+def awd_lstm_reference(tmp_path_factory):
+    """A saved tiny AWD-LSTM language model, its config.json and its logits on a fixed batch."""
+    from transformers import AutoModelForCausalLM
+
+    folder = tiny_awd_lstm_folder(tmp_path_factory.mktemp("awd-reference") / "lm")
+    ids = torch.randint(0, 50, (2, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = AutoModelForCausalLM.from_pretrained(folder).eval()(ids).logits
+    return folder, json.loads((folder / "config.json").read_text(encoding="utf-8")), ids, want
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(AWD_MUTABLE), data=st.data())
+def test_mutated_awd_lstm_config_fails_clearly_or_gives_the_saved_model(awd_lstm_reference, tmp_path_factory, field,
+                                                                         data):
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    from hf_elmo.model_folders import check_model_folder, from_pretrained_checked
+
+    source, config, ids, want = awd_lstm_reference
+    original = config[field]
+    kin = [st.just(original)] + ([st.just(float(original)), st.just(original + 1), st.just(original - 1)]
+                                 if type(original) is int else [st.just(not original)])
+    value = data.draw(st.one_of(HOSTILE, *kin))
+    folder = tmp_path_factory.mktemp("mutated") / "lm"
+    shutil.copytree(source, folder)
+    (folder / "config.json").write_text(json.dumps({**config, field: value}), encoding="utf-8")
+    # tie_weights None means "as tie_word_embeddings", which the saved config.json holds (true)
+    same = same_option(original, value) or (field == "tie_weights" and value is None)
+    before = peak_rss_bytes()
+    try:
+        check_model_folder(folder, "awd_lstm")
+        model = from_pretrained_checked(AutoModelForCausalLM, folder).eval()
+    except ValueError as e:
+        assert str(folder) in str(e) and len(str(e).splitlines()) == 1, str(e)
+        assert not same, str(e)
+    else:
+        assert same, f"{field} = {value!r} accepted"
+        with torch.no_grad():
+            assert torch.equal(model(ids).logits, want)
+    assert peak_rss_bytes() - before < MAX_PEAK_GROWTH_BYTES

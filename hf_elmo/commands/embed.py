@@ -96,13 +96,13 @@ def load_elmo(model_name_or_path: str, device: str = "cpu", dtype: str = "float3
     """
     from transformers import AutoModel, AutoTokenizer
 
-    from ..model_folders import check_model_folder
+    from ..model_folders import check_model_folder, from_pretrained_checked
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     check_model_folder(model_name_or_path, "elmo", role="hf-elmo embed")
     target = _device(device)
-    model = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=True, dtype=DTYPES[dtype])
+    model = from_pretrained_checked(AutoModel, model_name_or_path, trust_remote_code=True, dtype=DTYPES[dtype])
     model = getattr(model, "elmo", model)
     model.to(target).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=True)

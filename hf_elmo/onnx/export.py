@@ -35,7 +35,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
 from ..conversion.common import check_finite, check_output_dir, max_abs_difference, nan_max, nan_min
-from ..model_folders import LM_HEAD_TRAINED, check_model_folder, lm_head_untrained
+from ..model_folders import LM_HEAD_TRAINED, check_model_folder, from_pretrained_checked, lm_head_untrained
 from ..version import __version__ as _hf_elmo_version
 from .config import (HfElmoOnnxConfig, UnsupportedExportError, get_onnx_config, registered_model_types,
                      task_for_architecture, task_for_model)
@@ -217,7 +217,7 @@ def _resolve_model(model_or_path: Any, task: str | None) -> tuple[PreTrainedMode
     config = AutoConfig.from_pretrained(source)
     task = _task_of_folder(config, source, task)
     model_class = get_onnx_config(config, task).model_class
-    model = model_class.from_pretrained(source, dtype=torch.float32)
+    model = from_pretrained_checked(model_class, source, dtype=torch.float32)
     return model, task, source
 
 

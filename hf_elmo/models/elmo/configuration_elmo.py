@@ -60,9 +60,19 @@ def checked_bool(name: str, value: Any) -> bool:
     return value
 
 
+# A clip is applied to float32 (or lower) values: one beyond float32's range cannot be (torch refuses to convert it).
+MAX_CLIP = 3.0e38
+
+
 def _checked_clip(name: str, value: Any) -> float | None:
-    """A clip value: None or 0 for none, else a positive finite number (a negative clip would invert the cell)."""
-    return None if value is None else checked_float(name, value, 0.0) or None
+    """A clip value: None or 0 for none, else a positive finite number within float32's range (a negative clip
+    would invert the cell)."""
+    if value is None:
+        return None
+    clip = checked_float(name, value, 0.0)
+    if clip > MAX_CLIP:
+        raise ValueError(f"{name} must be at most {MAX_CLIP:g} (float32's range), got {clip:g}")
+    return clip or None
 
 
 def _checked_filters(filters: Any) -> list[list[int]]:
@@ -168,7 +178,7 @@ class ElmoConfig(PretrainedConfig):
         filters = _checked_filters(_DEFAULT_FILTERS if char_cnn_filters is None else char_cnn_filters)
         if max(f[0] for f in filters) > max_characters_per_token:
             raise ValueError(
-                f"a char CNN filter of width {max(f[0] for f in filters)} does not fit in "
+                f"char_cnn_filters: a filter of width {max(f[0] for f in filters)} does not fit in "
                 f"max_characters_per_token={max_characters_per_token}"
             )
         if activation not in ("relu", "tanh"):
@@ -299,7 +309,7 @@ class ElmoConfig(PretrainedConfig):
         try:
             return cls(**fields)
         except (TypeError, ValueError) as e:
-            field = str(e).split(" ", 1)[0].split("[", 1)[0]
+            field = str(e).split(" ", 1)[0].split("[", 1)[0].rstrip(":")  # messages start with the field's name
             option = f" '{OPTION_NAMES[field]}'" if field in OPTION_NAMES and field not in kwargs else ""
             raise ValueError(f"{source}: invalid ELMo option{option}: {e}") from None
 
