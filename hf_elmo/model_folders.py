@@ -59,9 +59,16 @@ def read_config_dict(source: str | os.PathLike) -> dict[str, Any]:
             raise ModelFolderError(f"{config_file} is not valid JSON: {e}") from None
     if path.exists():
         raise ModelFolderError(f"{source} is a file, not a saved model folder")
+    if _looks_like_a_path(str(source)):  # "./typo", "../x", "/abs/x", "~/x", "a/b/c": never a Hub repository id
+        raise ModelFolderError(f"{source}: no such folder")
     from transformers import PretrainedConfig
 
     return PretrainedConfig.get_config_dict(str(source))[0]
+
+
+def _looks_like_a_path(name: str) -> bool:
+    """Whether ``name`` can only mean a local path: a Hub repository id is ``name`` or ``owner/name``."""
+    return not name or name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or name.endswith("/")
 
 
 def ulmfit_output_classifier(source: str | os.PathLike) -> Path | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -444,17 +445,23 @@ def test_awd_lstm_parameter_cap():
         tiny_config(vocab_size=1 << 24, emb_size=1 << 10)
 
 
+def embed_run(tmp_path: Path, lines: int = 1) -> tuple[Path, list[str], Path]:
+    """A saved tiny ELMo, an input of ``lines`` sentences, and the ``hf-elmo embed`` arguments and output."""
+    from hf_elmo import ElmoModel, ElmoTokenizer
+
+    folder = tmp_path / "elmo"
+    ElmoModel(ElmoConfig.from_options_dict(ELMO_OPTIONS)).save_pretrained(folder)
+    ElmoTokenizer().save_pretrained(folder)
+    (tmp_path / "in.txt").write_text("a sentence\n" * lines, encoding="utf-8")
+    output = tmp_path / "out.hdf5"
+    return folder, ["embed", str(folder), str(tmp_path / "in.txt"), str(output)], output
+
+
 @pytest.mark.parametrize("command", ["export", "embed"])
 def test_absurd_config_json_fails_naming_the_folder_before_building(tmp_path, capsys, command):
     if command == "embed":
-        from hf_elmo import ElmoModel, ElmoTokenizer
-
-        folder = tmp_path / "elmo"
-        ElmoModel(ElmoConfig.from_options_dict(ELMO_OPTIONS)).save_pretrained(folder)
-        ElmoTokenizer().save_pretrained(folder)
+        folder, argv, output = embed_run(tmp_path)
         field = "n_layers"
-        (tmp_path / "in.txt").write_text("a sentence\n", encoding="utf-8")
-        argv, output = ["embed", str(folder), str(tmp_path / "in.txt"), str(tmp_path / "out.hdf5")], tmp_path / "out.hdf5"
     else:
         folder, field = tiny_awd_lstm_folder(tmp_path / "lm"), "num_layers"
         argv, output = ["export", str(folder), str(tmp_path / "onnx")], tmp_path / "onnx"
@@ -532,13 +539,7 @@ def test_text_or_garbage_as_pth(tmp_path, capsys, content):
 @pytest.mark.parametrize("keep", [0, 5, 300, -10])
 def test_truncated_safetensors(tmp_path, capsys, command, keep):
     if command == "embed":
-        from hf_elmo import ElmoModel, ElmoTokenizer
-
-        folder = tmp_path / "elmo"
-        ElmoModel(ElmoConfig.from_options_dict(ELMO_OPTIONS)).save_pretrained(folder)
-        ElmoTokenizer().save_pretrained(folder)
-        (tmp_path / "in.txt").write_text("a sentence\n", encoding="utf-8")
-        argv, output = ["embed", str(folder), str(tmp_path / "in.txt"), str(tmp_path / "out.hdf5")], tmp_path / "out.hdf5"
+        folder, argv, output = embed_run(tmp_path)
     else:
         folder = tiny_awd_lstm_folder(tmp_path / "lm")
         argv, output = ["export", str(folder), str(tmp_path / "onnx")], tmp_path / "onnx"
@@ -808,3 +809,142 @@ def test_mutated_awd_lstm_config_fails_clearly_or_gives_the_saved_model(awd_lstm
         with torch.no_grad():
             assert torch.equal(model(ids).logits, want)
     assert peak_rss_bytes() - before < MAX_PEAK_GROWTH_BYTES
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# 9. Interrupted runs leave nothing at the output, and nothing that blocks the next run
+# --------------------------------------------------------------------------------------------------------------------
+def partials(output: Path) -> list[str]:
+    return sorted(p.name for p in output.parent.glob(f".{output.name}.partial-*"))
+
+
+def awd_lstm_convert_argv(tmp_path: Path, output: Path) -> list[str]:
+    weights = tmp_path / "weights.pth"
+    if not weights.exists():
+        torch.save(fastai_lm_state(), weights)
+    vocab = tmp_path / "itos.pkl" if (tmp_path / "itos.pkl").exists() else fastai_vocab(tmp_path)
+    return ["convert-awd-lstm", "--weights", str(weights), "--vocab", str(vocab), "--output", str(output)]
+
+
+def test_failed_conversion_leaves_nothing_and_the_rerun_succeeds(tmp_path, capsys, monkeypatch):
+    import hf_elmo.conversion.fastai_awd_lstm as fastai_awd_lstm
+    from hf_elmo.conversion.common import ConversionError
+
+    output = tmp_path / "out"
+    output.mkdir()  # an empty folder given as the output is fine, and stays usable
+
+    def fail(*args, **kwargs):
+        raise ConversionError("the reloaded folder differs (simulated)")
+
+    monkeypatch.setattr(fastai_awd_lstm, "verify_saved_folder", fail)
+    assert cli_main(awd_lstm_convert_argv(tmp_path, output)) == 1
+    assert "simulated" in capsys.readouterr().err
+    assert list(output.iterdir()) == [] and partials(output) == []
+    monkeypatch.undo()
+    assert cli_main(awd_lstm_convert_argv(tmp_path, output)) == 0
+    assert (output / "README.md").is_file() and (output / "model.safetensors").is_file() and partials(output) == []
+
+
+def test_stale_partial_of_a_dead_run_is_removed_and_never_blocks(tmp_path, capsys):
+    output = tmp_path / "out"
+    stale = tmp_path / ".out.partial-999999999-abc"  # no such process
+    (stale / "sub").mkdir(parents=True)
+    alive = tmp_path / f".out.partial-{os.getppid()}-xyz"  # another run, still going: left alone
+    alive.mkdir()
+    assert cli_main(awd_lstm_convert_argv(tmp_path, output)) == 0
+    assert not stale.exists() and alive.is_dir() and (output / "config.json").is_file()
+
+
+CHILD = "import sys; from hf_elmo.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def run_and_stop(argv: list[str], output: Path, signum: int, delay: float, cwd: Path) -> tuple[int, str]:
+    """Runs ``hf-elmo ARGV`` in a child process, sends ``signum`` ``delay`` s after its partial output appears (or at
+    once if it never does before it ends); returns the status and stderr."""
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", CHILD, *argv], cwd=cwd, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while child.poll() is None and not partials(output) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(delay)
+    if child.poll() is None:
+        child.send_signal(signum)
+    _, err = child.communicate(timeout=120)
+    return child.returncode, err
+
+
+@pytest.mark.parametrize("command, signum, delay", [
+    ("convert-awd-lstm", "SIGTERM", 0.0),
+    ("convert-awd-lstm", "SIGHUP", 0.4),
+    ("convert-elmo", "SIGTERM", 0.05),
+    ("export", "SIGTERM", 0.5),
+    ("embed", "SIGTERM", 0.0),
+])
+def test_signal_midway_leaves_nothing_and_the_rerun_succeeds(tmp_path, capsys, command, signum, delay):
+    import signal
+
+    if command == "export":
+        pytest.importorskip("onnxruntime")
+        folder = tiny_awd_lstm_folder(tmp_path / "lm")
+        output = tmp_path / "onnx"
+        argv = ["export", str(folder), str(output)]
+    elif command == "embed":
+        folder, argv, output = embed_run(tmp_path, lines=3000)
+        argv += ["--batch-size", "4"]
+    elif command == "convert-elmo":
+        options_path, weights_path = write_elmo_files(tmp_path / "in")
+        output = tmp_path / "out"
+        argv = ["convert-elmo", "--options", str(options_path), "--weights", str(weights_path), "--output",
+                str(output)]
+    else:
+        output = tmp_path / "out"
+        argv = awd_lstm_convert_argv(tmp_path, output)
+    sig = getattr(signal, signum)
+    code, err = run_and_stop(argv, output, sig, delay, tmp_path)
+    if output.exists():  # finished before the signal came (or while it exited): then the output is whole
+        assert code in (0, -sig) and partials(output) == [], err
+        assert (output / "README.md").is_file() if output.is_dir() else h5py.is_hdf5(output)
+        pytest.skip(f"{command} finished within {delay} s of its partial output appearing, before {signum}")
+    assert code == 128 + sig, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].endswith(f"stopped by {signum}"), err
+    assert not output.exists() and partials(output) == [], (sorted(p.name for p in tmp_path.iterdir()), err)
+    capsys.readouterr()
+    assert cli_main(argv) == 0, capsys.readouterr().err
+    assert output.exists() and partials(output) == []
+
+
+def test_embed_checks_its_output_before_running(tmp_path, capsys):
+    (tmp_path / "in.txt").write_text("a sentence\n", encoding="utf-8")
+    before = (tmp_path / "in.txt").read_bytes()
+    err = cli_error(capsys, ["embed", "./no-such-model", str(tmp_path / "in.txt"), str(tmp_path / "in.txt")])
+    assert "is the input file: it would be overwritten" in err and (tmp_path / "in.txt").read_bytes() == before
+    (tmp_path / "adir").mkdir()
+    err = cli_error(capsys, ["embed", "./no-such-model", str(tmp_path / "in.txt"), str(tmp_path / "adir")])
+    assert "adir is a directory" in err
+    err = cli_error(capsys, ["embed", "./no-such-model", str(tmp_path / "in.txt"), str(tmp_path / "out.hdf5")])
+    assert "./no-such-model: no such folder" in err
+
+
+def test_embed_lines_end_at_newlines_only(tmp_path):
+    from hf_elmo.commands.embed import read_sentences
+
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"one\rtwo\r\nthree\nfour")
+    assert read_sentences(path) == ["one\rtwo", "three", "four"]
+
+
+def test_concurrent_embed_runs_have_their_own_partial_files(tmp_path):
+    from hf_elmo import ElmoModel, ElmoTokenizer
+    from hf_elmo.commands.embed import embed_to_hdf5
+
+    output = tmp_path / "out.hdf5"
+    other = tmp_path / f".out.hdf5.partial-{os.getppid()}-other"  # another live run's file
+    other.write_bytes(b"in progress")
+    model = ElmoModel(ElmoConfig.from_options_dict(ELMO_OPTIONS)).eval()
+    assert embed_to_hdf5(model, ElmoTokenizer(), ["a b", "c"], output, progress=False) == 2
+    assert other.read_bytes() == b"in progress" and h5py.is_hdf5(output)
+    assert partials(output) == [other.name]

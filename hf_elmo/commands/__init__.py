@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import signal
 import sys
-from typing import Callable, Iterator
+import threading
+from typing import Any, Callable, Iterator
 
 from ..conversion.allennlp_elmo import ElmoWeightsError
 from ..conversion.common import ConversionError
@@ -39,13 +41,50 @@ def one_line(error: BaseException) -> str:
     return f"{head} {'; '.join(rest)}" if rest else head
 
 
-def run_guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namespace, prog: str) -> int:
-    """Runs a command; a user error becomes ``prog: error: <one line>`` on stderr and exit status 1."""
+class Interrupted(BaseException):
+    """SIGTERM or SIGHUP received: raised where the command is, like KeyboardInterrupt for SIGINT, so that every
+    ``finally`` runs (a half-written output is removed) before the command exits. A BaseException, so that no
+    ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """While the block runs (in the main thread), SIGTERM and SIGHUP raise [`Interrupted`] instead of killing the
+    process on the spot (which left hidden partial files and folders behind); the previous handlers are restored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        return func(args)
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namespace, prog: str) -> int:
+    """Runs a command; a user error becomes ``prog: error: <one line>`` on stderr and exit status 1; SIGINT, SIGTERM
+    and SIGHUP stop it after its clean-up, with one line and the shell's status for the signal (128 + its number)."""
+    try:
+        with signals_as_interrupts():
+            return func(args)
     except USER_ERRORS as error:
         print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted (SIGINT)", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Interrupted as stop:
+        print(f"{prog}: stopped by {stop}", file=sys.stderr)
+        return 128 + stop.signum
 
 
 @contextlib.contextmanager

@@ -17,10 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+
+from ..conversion.common import PARTIAL_MARK, remove_stale_partials
 
 NAME = "embed"
 HELP = "write ELMo vectors of every sentence of a text file (one per line) to HDF5, as `allennlp elmo` does"
@@ -49,6 +52,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_path(args.input, args.output)  # before anything runs, as the reading below
     sentences = read_sentences(args.input)  # fails fast, before the model is loaded
     model, tokenizer = load_elmo(args.model, device=args.device, dtype=args.dtype)
     n = embed_to_hdf5(
@@ -64,16 +68,36 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_output_path(input_path: str | os.PathLike, output: str | os.PathLike) -> None:
+    """Raises ValueError unless ``output`` can be written as a file at the end of the run: not the input (which it
+    would overwrite with HDF5), not a directory, in a folder that exists."""
+    input_path, output = Path(input_path), Path(output)
+    if output.is_dir():
+        raise ValueError(f"output {output} is a directory: give the HDF5 file to write")
+    if not output.parent.is_dir():
+        raise ValueError(f"output {output}: the folder {output.parent} does not exist")
+    if output.resolve() == input_path.resolve() or (output.exists() and input_path.exists()
+                                                    and os.path.samefile(output, input_path)):
+        raise ValueError(f"output {output} is the input file: it would be overwritten with HDF5")
+
+
 def read_sentences(path: str | os.PathLike) -> list[str]:
-    """The file's lines, stripped; an empty line is an error naming its line number (1-based), as in AllenNLP."""
+    """The file's lines, stripped; an empty line is an error naming its line number (1-based), as in AllenNLP.
+
+    Lines end at ``\n`` only (a ``\r\n`` ending is stripped): a ``\r`` inside a line is whitespace, not a line
+    break, so that dataset ``i`` is line ``i + 1`` as every other tool counts lines."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
     try:
-        with open(path, encoding="utf-8-sig") as f:
-            sentences = [line.strip() for line in f]
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            text = f.read()
     except UnicodeDecodeError as e:
         raise ValueError(f"{path} is not UTF-8 text: {e}") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline ends the last line
+    sentences = [line.strip() for line in lines]
     _reject_empty(path, [i for i, s in enumerate(sentences) if not s])
     if not sentences:
         raise ValueError(f"{path} holds no sentences")
@@ -157,9 +181,16 @@ def embed_to_hdf5(
     device = next(model.parameters()).device
 
     # written under a temporary name beside the output and renamed at the end: a run that fails or is interrupted
-    # midway leaves no partial file behind (nor a half-overwritten older one)
+    # midway leaves no partial file behind (nor a half-overwritten older one). The name is unique to this run (two
+    # runs to one output: the last to finish wins, whole), and one left by a killed process is removed here.
     output = Path(output)
-    partial = output.with_name(f".{output.name}.partial")
+    remove_stale_partials(output)
+    fd, name = tempfile.mkstemp(prefix=f".{output.name}{PARTIAL_MARK}{os.getpid()}-", dir=output.parent)
+    os.close(fd)
+    partial = Path(name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(partial, 0o666 & ~umask)  # mkstemp's 0600 would otherwise become the output's permissions
     try:
         _write_hdf5(model, tokenizer, sentences, words, order, partial, layers, batch_size, device, progress)
         os.replace(partial, output)

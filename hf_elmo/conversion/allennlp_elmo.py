@@ -26,7 +26,8 @@ from ..model_folders import LM_HEAD_TRAINED
 from ..models.elmo.configuration_elmo import ElmoConfig
 from ..models.elmo.modeling_elmo import ElmoForLanguageModeling, ElmoModel
 from ..models.elmo.tokenization_elmo import ElmoTokenizer
-from .common import check_close, check_output_dir, file_sha256, nan_max, non_finite, save_folder, seeded_model
+from .common import (check_close, check_output_dir, file_sha256, nan_max, non_finite, save_folder, seeded_model,
+                     staged_output)
 
 
 class ElmoWeightsError(ValueError):
@@ -336,29 +337,32 @@ def convert_allennlp_elmo(
     model = seeded_model(model_class, config)
     copy_elmo_state(model, state)
     model.eval()
-    save_folder(model, tokenizer, output_dir)
-    shutil.copyfile(options, output_dir / "elmo_options.json")
+    # written into a hidden sibling, renamed to output_dir once complete: a failure or an interruption leaves
+    # nothing at output_dir
+    with staged_output(output_dir) as work:
+        save_folder(model, tokenizer, work)
+        shutil.copyfile(options, work / "elmo_options.json")
 
-    max_diff = verify_saved_folder(model, tokenizer, output_dir)
-    size = published_size(config, weights.name)
-    source = {
-        "options": options.name,
-        "weights": weights.name,
-        "weights_sha256": file_sha256(weights),
-        "vocab": vocab.name if vocab is not None else None,
-    }
-    elmo = getattr(model, "elmo", model)
-    card = render_elmo_card(
-        config,
-        push_to_hub or str(output_dir),
-        source,
-        size,
-        model_name=model_name,
-        revision=revision,
-        num_parameters=sum(p.numel() for p in elmo.parameters()),
-        verified_max_abs_diff=max_diff,
-    )
-    card.save(output_dir / "README.md")
+        max_diff = verify_saved_folder(model, tokenizer, work)
+        size = published_size(config, weights.name)
+        source = {
+            "options": options.name,
+            "weights": weights.name,
+            "weights_sha256": file_sha256(weights),
+            "vocab": vocab.name if vocab is not None else None,
+        }
+        elmo = getattr(model, "elmo", model)
+        card = render_elmo_card(
+            config,
+            push_to_hub or str(output_dir),
+            source,
+            size,
+            model_name=model_name,
+            revision=revision,
+            num_parameters=sum(p.numel() for p in elmo.parameters()),
+            verified_max_abs_diff=max_diff,
+        )
+        card.save(work / "README.md")
 
     if push_to_hub:
         url = push_folder(

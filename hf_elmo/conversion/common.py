@@ -6,10 +6,14 @@ NaN-aware comparisons of their checks (``max_abs_difference``, ``check_close``, 
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -87,6 +91,63 @@ def check_output_dir(output_dir: str | os.PathLike, what: str = "the converted c
     if output_dir.is_dir() and any(output_dir.iterdir()):
         raise ValueError(f"output directory {output_dir} is not empty: give a new or empty directory (stale files "
                          f"would be mixed into {what})")
+
+
+PARTIAL_MARK = ".partial-"
+
+
+@contextlib.contextmanager
+def staged_output(output_dir: str | os.PathLike, what: str = "the converted checkpoint") -> Iterator[Path]:
+    """A folder to write ``output_dir``'s contents into, renamed to ``output_dir`` only when the block completes.
+
+    The folder is a hidden sibling, ``.<name>.partial-<pid>-<random>``: a run that fails, is interrupted (SIGINT,
+    or SIGTERM/SIGHUP, which the commands turn into the same exception) or raises leaves nothing at ``output_dir``
+    (nor a half-written folder a rerun would call "not empty"), and the sibling is removed. A sibling left by a run
+    that was killed outright (SIGKILL, a power cut) is named after a process that no longer exists: the next run
+    removes it, and it never blocks one (its name is not ``output_dir``'s). Two runs writing the same output each
+    have their own sibling; the second to finish finds ``output_dir`` taken and says so.
+    """
+    output_dir = Path(output_dir)
+    check_output_dir(output_dir, what)
+    parent = output_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(output_dir)
+    work = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}{PARTIAL_MARK}{os.getpid()}-", dir=parent))
+    try:
+        yield work
+        if output_dir.is_dir() and not any(output_dir.iterdir()):
+            output_dir.rmdir()  # the empty folder the user gave (a rename does not replace one on every system)
+        try:
+            os.rename(work, output_dir)
+        except OSError as e:
+            raise ValueError(f"{output_dir} appeared while {what} was being written (another run?): it is left as "
+                             f"it is ({e.strerror})") from None
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def remove_stale_partials(output_dir: Path) -> None:
+    """Removes the ``staged_output`` siblings of ``output_dir`` whose process is gone (killed before it could)."""
+    for path in output_dir.parent.glob(f".{glob.escape(output_dir.name)}{PARTIAL_MARK}*"):
+        pid = path.name[len(f".{output_dir.name}{PARTIAL_MARK}"):].split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def seeded_model(model_class: type, config: Any) -> Any:

@@ -40,7 +40,7 @@ from ..models.awd_lstm.configuration_awd_lstm import AWDLSTMConfig
 from ..models.awd_lstm.modeling_awd_lstm import AWDLSTMForLanguageModeling, AWDLSTMForSequenceClassification
 from ..models.awd_lstm.tokenization_awd_lstm import BOS, PAD, TK_MAJ, TK_REP, TK_UP, TK_WREP, UNK, AWDLSTMTokenizer
 from .common import (ConversionError, check_close, check_output_dir, file_sha256, nan_max, non_finite, save_folder,
-                     seeded_model)
+                     seeded_model, staged_output)
 from .safe_pickle import read_itos_pickle
 
 logger = logging.getLogger(__name__)
@@ -516,30 +516,33 @@ def convert_fastai_awd_lstm(
     model = seeded_model(checkpoint.model_class, config)
     load_awd_lstm_weights(model, checkpoint)
     model.eval()
-    save_folder(model, tokenizer, output_dir)
+    # written into a hidden sibling, renamed to output_dir once complete: a failure or an interruption leaves
+    # nothing at output_dir
+    with staged_output(output_dir) as work:
+        save_folder(model, tokenizer, work)
 
-    max_diff = verify_saved_folder(model, tokenizer, output_dir)
-    source = {
-        "weights": weights.name,
-        "weights_sha256": file_sha256(weights),
-        "vocab": vocab.name,
-        "format": checkpoint.source_format,
-    }
-    card = render_awd_lstm_card(
-        config,
-        push_to_hub or str(output_dir),
-        source,
-        checkpoint.kind,
-        model_name=model_name,
-        revision=revision,
-        num_parameters=sum(p.numel() for p in model.parameters()),
-        verified_max_abs_diff=max_diff,
-        base_model=base_model,
-        license=license,
-        language=language,
-        notes=checkpoint.notes,
-    )
-    card.save(output_dir / "README.md")
+        max_diff = verify_saved_folder(model, tokenizer, work)
+        source = {
+            "weights": weights.name,
+            "weights_sha256": file_sha256(weights),
+            "vocab": vocab.name,
+            "format": checkpoint.source_format,
+        }
+        card = render_awd_lstm_card(
+            config,
+            push_to_hub or str(output_dir),
+            source,
+            checkpoint.kind,
+            model_name=model_name,
+            revision=revision,
+            num_parameters=sum(p.numel() for p in model.parameters()),
+            verified_max_abs_diff=max_diff,
+            base_model=base_model,
+            license=license,
+            language=language,
+            notes=checkpoint.notes,
+        )
+        card.save(work / "README.md")
 
     if push_to_hub:
         what = "language model" if checkpoint.kind == LANGUAGE_MODEL else "classifier"

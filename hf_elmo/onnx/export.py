@@ -34,7 +34,8 @@ import onnx
 import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
-from ..conversion.common import check_finite, check_output_dir, max_abs_difference, nan_max, nan_min
+from ..conversion.common import (check_finite, check_output_dir, max_abs_difference, nan_max, nan_min,
+                                 staged_output)
 from ..model_folders import LM_HEAD_TRAINED, check_model_folder, from_pretrained_checked, lm_head_untrained
 from ..version import __version__ as _hf_elmo_version
 from .config import (HfElmoOnnxConfig, UnsupportedExportError, get_onnx_config, registered_model_types,
@@ -135,45 +136,49 @@ def export_onnx(
     if tokenizer is None:
         tokenizer = _load_tokenizer(source, exporter_config)
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".onnx-export-", dir=output_dir) as work:
-        work_dir = Path(work)
-        step = _Steps(work_dir)
-        path = step.new()
-        _torch_export(model, exporter_config, path, opset, external_data)
-        written = _file_opset(path)
-        if written != opset:  # what config.json records must be what the graph is
-            raise OnnxExportError(f"the exporter wrote opset {written}, not the {opset} asked for")
-        fp32_check = validate(model, exporter_config, path)
-        logger.info("Exported %s (%s) to ONNX: max abs diff to PyTorch %.2g at %s", type(model).__name__, task,
-                    fp32_check["max_abs_diff"], fp32_check["inputs"])
-        if not fp32_check["max_abs_diff"] <= exporter_config.ATOL_FOR_VALIDATION:  # NaN fails too
-            raise OnnxExportError(
-                f"the exported model differs from PyTorch by {fp32_check['max_abs_diff']:.3g} (tolerance "
-                f"{exporter_config.ATOL_FOR_VALIDATION:g}) at {fp32_check['inputs']}"
-            )
-        dtype = "float32"
-        if fp16:
-            path = convert_fp16(path, step.new())
-            dtype = "float16"
-        if quantize:
-            path = quantize_int8(path, step.new(), exporter_config.INT8_OP_TYPES)
-            dtype = "int8"
-        if optimize:
-            path = optimize_for_cpu(path, step.new(), dtype=dtype)
-        check = fp32_check if path == step.first else validate(model, exporter_config, path, dtype=dtype)
-        if check is not fp32_check:
-            logger.info("%s model: max abs diff to PyTorch %.2g, min cosine similarity %.6f", dtype,
-                        check["max_abs_diff"], check["min_cosine_similarity"])
-        final = output_dir / ONNX_FILE_NAME
-        for file in path.parent.iterdir():
-            shutil.move(str(file), str(output_dir / file.name))
+    # everything is written into a hidden sibling, renamed to output_dir once complete: a failure or an
+    # interruption leaves nothing at output_dir
+    with staged_output(output_dir, what="the export") as staged:
+        with tempfile.TemporaryDirectory(prefix=".onnx-export-", dir=staged) as work:
+            work_dir = Path(work)
+            step = _Steps(work_dir)
+            path = step.new()
+            _torch_export(model, exporter_config, path, opset, external_data)
+            written = _file_opset(path)
+            if written != opset:  # what config.json records must be what the graph is
+                raise OnnxExportError(f"the exporter wrote opset {written}, not the {opset} asked for")
+            fp32_check = validate(model, exporter_config, path)
+            logger.info("Exported %s (%s) to ONNX: max abs diff to PyTorch %.2g at %s", type(model).__name__, task,
+                        fp32_check["max_abs_diff"], fp32_check["inputs"])
+            if not fp32_check["max_abs_diff"] <= exporter_config.ATOL_FOR_VALIDATION:  # NaN fails too
+                raise OnnxExportError(
+                    f"the exported model differs from PyTorch by {fp32_check['max_abs_diff']:.3g} (tolerance "
+                    f"{exporter_config.ATOL_FOR_VALIDATION:g}) at {fp32_check['inputs']}"
+                )
+            dtype = "float32"
+            if fp16:
+                path = convert_fp16(path, step.new())
+                dtype = "float16"
+            if quantize:
+                path = quantize_int8(path, step.new(), exporter_config.INT8_OP_TYPES)
+                dtype = "int8"
+            if optimize:
+                path = optimize_for_cpu(path, step.new(), dtype=dtype)
+            check = fp32_check if path == step.first else validate(model, exporter_config, path, dtype=dtype)
+            if check is not fp32_check:
+                logger.info("%s model: max abs diff to PyTorch %.2g, min cosine similarity %.6f", dtype,
+                            check["max_abs_diff"], check["min_cosine_similarity"])
+            final = staged / ONNX_FILE_NAME
+            for file in path.parent.iterdir():
+                shutil.move(str(file), str(staged / file.name))
 
-    onnx_info = _onnx_section(exporter_config, final, opset, dtype, external_data, fp16, quantize, optimize,
-                              fp32_check, check)
-    _save_config(model.config, exporter_config, output_dir, onnx_info)
-    tokenizer.save_pretrained(output_dir)
-    _save_card(model, exporter_config, output_dir, onnx_info, source, push_to_hub, revision, model_name)
+        onnx_info = _onnx_section(exporter_config, final, opset, dtype, external_data, fp16, quantize, optimize,
+                                  fp32_check, check)
+        _save_config(model.config, exporter_config, staged, onnx_info)
+        tokenizer.save_pretrained(staged)
+        _save_card(model, exporter_config, staged, onnx_info, source, push_to_hub, revision, model_name,
+                   shown_as=output_dir)
+    final = output_dir / ONNX_FILE_NAME
     if push_to_hub:
         from ..hub import push_folder
 
@@ -540,14 +545,17 @@ def _save_config(config: Any, exporter_config: HfElmoOnnxConfig, output_dir: Pat
 
 
 def _save_card(model: PreTrainedModel, exporter_config: HfElmoOnnxConfig, output_dir: Path, onnx_info: dict,
-               source: str | None, push_to_hub: str | None, revision: str | None, model_name: str | None) -> None:
+               source: str | None, push_to_hub: str | None, revision: str | None, model_name: str | None,
+               shown_as: Path | None = None) -> None:
+    """Writes the card into ``output_dir``; its snippet loads ``push_to_hub`` or ``shown_as`` (the folder's final
+    name, when it is written elsewhere first), else ``output_dir``."""
     from ..cards import render_onnx_card
 
     base_model = source if source is not None and not Path(source).exists() else None
     card = render_onnx_card(
         model.config,
         onnx_info,
-        push_to_hub or str(output_dir),
+        push_to_hub or str(shown_as or output_dir),
         model_name=model_name,
         revision=revision,
         base_model=base_model,
