@@ -13,7 +13,7 @@ import torch
 from transformers import TrainerCallback
 
 from awd_lstm_testing import one_thread, tiny_model
-from hf_elmo import AWDLSTMForLanguageModeling
+from hf_elmo import AWDLSTMForLanguageModeling, AWDLSTMTokenizer
 from hf_elmo.training.layer_groups import grouped_parameters
 from hf_elmo.training.ulmfit import (
     _optimizers,
@@ -309,7 +309,7 @@ def test_the_command_sets_every_knob():
         "--pretrain-epochs", "2", "--pretrain-lr", "3e-2", "--lm-epochs", "3", "--lm-lr-factor", "none",
         "--lm-frozen-epochs", "1", "--lm-phase-lrs", "5e-2", "1e-2", "--lm-batch-size", "8", "--classifier-epochs", "4", "--classifier-lr", "2e-3",
         "--classifier-schedule", "stlr", "--classifier-weight-decay", "0.3", "--classifier-epochs-per-unfreeze",
-        "2", "--classifier-unfreeze-groups", "1", "2", "-1", "--bptt", "40", "--no-bptt-jitter", "--min-freq", "2", "--max-vocab", "500", "--replace-space",
+        "2", "--classifier-unfreeze-groups", "1", "2", "-1", "--bptt", "40", "--backwards", "--no-bptt-jitter", "--min-freq", "2", "--max-vocab", "500", "--replace-space",
     ])
     settings = recipe_settings(args)
     assert settings.pretraining == StageSettings(epochs=2, lr=3e-2, lr_factor=None, batch_size=16, weight_decay=0.02,
@@ -322,7 +322,31 @@ def test_the_command_sets_every_knob():
     assert settings.classifier == StageSettings(epochs=4, lr=2e-3, lr_factor=2.6, batch_size=16, weight_decay=0.3,
                                                 betas=(0.9, 0.99), eps=1e-7, schedule="stlr", max_grad_norm=None,
                                                 epochs_per_unfreeze=2, unfreeze_groups=(1, 2, -1))
-    assert (settings.bptt, settings.bptt_jitter, settings.min_freq, settings.max_vocab, settings.replace_space) == (
-        40, False, 2, 500, True)
+    assert (settings.bptt, settings.bptt_jitter, settings.min_freq, settings.max_vocab, settings.replace_space,
+            settings.backwards) == (40, False, 2, 500, True, True)
     defaults = recipe_settings(build_parser().parse_args(["ulmfit", "--train", "t.csv", "--scratch"]))
     assert defaults == UlmfitSettings()
+
+
+def test_a_backward_run_reads_every_document_reversed(tmp_path: Path):
+    """`UlmfitSettings(backwards=True)` / `hf-elmo ulmfit --backwards`: the tokenizer and both configs are backward,
+    every document goes in reversed (xxbos last), and a forward pretrained LM is refused by name."""
+    train_x, train_y = corpus(12, 0)
+    settings = UlmfitSettings(pretraining=StageSettings(epochs=1, batch_size=4, lr_factor=None),
+                              lm_finetuning=StageSettings(epochs=1, batch_size=4),
+                              classifier=StageSettings(epochs=1, batch_size=4), bptt=8, min_freq=1, backwards=True)
+    result = run_ulmfit(train_x, train_y, scratch_config=dict(emb_size=8, hidden_size=12, num_layers=2),
+                        settings=settings)
+    tok = result.tokenizer
+    assert tok.backwards and result.language_model.config.backwards and result.classifier.config.backwards
+    ids = tok(train_x[0])["input_ids"]
+    assert ids[-1] == tok.bos_token_id and ids[::-1] == AWDLSTMTokenizer(itos=tok.itos)(train_x[0])["input_ids"]
+    folders = save_ulmfit_folders(result, tmp_path / "bwd", data="12 texts")
+    assert AWDLSTMTokenizer.from_pretrained(folders["classifier"]).backwards
+    forward = run_ulmfit(train_x, train_y, scratch_config=dict(emb_size=8, hidden_size=12, num_layers=2),
+                         settings=UlmfitSettings(lm_finetuning=StageSettings(epochs=1, batch_size=4),
+                                                 classifier=StageSettings(epochs=1, batch_size=4), bptt=8,
+                                                 min_freq=1))
+    save_ulmfit_folders(forward, tmp_path / "fwd", data="12 texts")
+    with pytest.raises(ValueError, match="a forward language model, but the run trains backward models"):
+        run_ulmfit(train_x, train_y, pretrained=tmp_path / "fwd" / "language_model", settings=settings)

@@ -121,6 +121,7 @@ def render_awd_lstm_card(
         emb_size=config.emb_size,
         num_layers=config.num_layers,
         bidirectional=config.bidirectional,
+        backwards=getattr(config, "backwards", False),
         layer_sizes=layer_sizes_text(config),
         tie_weights=config.tie_weights,
         out_bias=config.out_bias,

@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", type=_labels, metavar="NAME,NAME,...",
                         help="classifier: the names of its classes, comma-separated, in the order of the head's "
                              "outputs (config.json's id2label/label2id; default: LABEL_0, LABEL_1, ...)")
+    parser.add_argument("--backwards", action="store_true",
+                        help="a backward model (fastai's backwards=True, e.g. ULMFiT's wt103 backward LM): the folder's "
+                             "tokenizer reverses each document, config.json says backwards")
     parser.add_argument("--base-model", metavar="REPO_ID",
                         help="classifier: the Hub id of the language model it was fine-tuned from (card metadata)")
     add_push_arguments(parser)
@@ -80,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             license=args.license,
             language=args.language,
             labels=args.labels,
+            backwards=args.backwards,
         )
     print(f"Wrote the converted AWD-LSTM to {output}")
     return 0

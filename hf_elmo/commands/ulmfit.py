@@ -101,6 +101,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                              "a new model)")
     shared.add_argument("--bptt-jitter", action=argparse.BooleanOptionalAction, default=run.bptt_jitter,
                         help="fastai's jittered LM window lengths around bptt; --no-bptt-jitter: fixed windows")
+    shared.add_argument("--backwards", action="store_true",
+                        help="train backward models (fastai's backwards=True): every document read reversed; "
+                             "--pretrained must be a backward LM")
     shared.add_argument("--drop-mult", type=float, default=run.drop_mult, help="multiplier of every AWD-LSTM dropout")
     shared.add_argument("--min-freq", type=int, default=run.min_freq,
                         help="tokens seen fewer times in the texts are left out of the vocabulary (xxunk)")
@@ -167,7 +170,8 @@ def recipe_settings(args: argparse.Namespace) -> Any:
             unfreeze_groups=args.classifier_unfreeze_groups if stage == "classifier" else None,
         )
     return UlmfitSettings(**stages, bptt=args.bptt, bptt_jitter=args.bptt_jitter, min_freq=args.min_freq,
-                          max_vocab=args.max_vocab, replace_space=args.replace_space, drop_mult=args.drop_mult,
+                          max_vocab=args.max_vocab, replace_space=args.replace_space, backwards=args.backwards,
+                          drop_mult=args.drop_mult,
                           seed=args.seed, bf16=args.bf16)
 
 

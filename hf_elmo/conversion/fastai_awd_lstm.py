@@ -471,6 +471,7 @@ def convert_fastai_awd_lstm(
     license: str = "apache-2.0",
     language: str = "en",
     labels: Sequence[str] | None = None,
+    backwards: bool = False,
 ) -> Path:
     """Converts a fastai AWD-LSTM (language model or classifier, v1 or v2) and its vocabulary (fastai's ``itos``
     pickle) into a ``save_pretrained`` folder.
@@ -486,6 +487,8 @@ def convert_fastai_awd_lstm(
         base_model: for a classifier, the Hub id of the language model it was fine-tuned from (card metadata).
         labels: for a classifier, the names of its classes in the order of the head's outputs (``id2label`` and
             ``label2id``; one per output); default: transformers' ``LABEL_0``, ``LABEL_1``, ...
+        backwards: the model was trained on reversed documents (fastai's ``backwards=True``): the folder's config
+            says so and its tokenizer reverses each document (``xxbos`` last), as fastai fed it.
 
     Raises:
         FileNotFoundError: an input file is missing.
@@ -508,10 +511,11 @@ def convert_fastai_awd_lstm(
     if base_model and checkpoint.kind != CLASSIFIER:
         raise ValueError("base_model names the language model a classifier was fine-tuned from: this file holds a "
                          "language model")
-    tokenizer = AWDLSTMTokenizer(itos=itos)
+    tokenizer = AWDLSTMTokenizer(itos=itos, backwards=bool(backwards))
     specials = {name: itos.index(tok) if tok in itos else None
                 for name, tok in (("pad_token_id", "xxpad"), ("bos_token_id", "xxbos"), ("eos_token_id", "xxeos"))}
-    config_fields = {**checkpoint.config_fields, **specials, **label_fields(checkpoint, labels)}
+    config_fields = {**checkpoint.config_fields, **specials, **label_fields(checkpoint, labels),
+                     "backwards": bool(backwards)}
     config = AWDLSTMConfig(**config_fields)
     model = seeded_model(checkpoint.model_class, config)
     load_awd_lstm_weights(model, checkpoint)

@@ -139,7 +139,8 @@ def adapt_vocabulary(lm: AWDLSTMForLanguageModeling, tokenizer: AWDLSTMTokenizer
         bias = lm.decoder.bias.mean().repeat(len(new_itos))
         bias[known] = lm.decoder.bias[rows[known]]
         new_lm.decoder.bias.copy_(bias)
-    new_tokenizer = AWDLSTMTokenizer(itos=new_itos, replace_space=getattr(tokenizer, "replace_space", False))
+    new_tokenizer = AWDLSTMTokenizer(itos=new_itos, replace_space=getattr(tokenizer, "replace_space", False),
+                                     backwards=getattr(tokenizer, "backwards", False))
     logger.info("vocabulary adapted: %d tokens, %d of them new (initialised to the mean embedding)",
                 len(new_itos), int((~known).sum()))
     return new_lm, new_tokenizer
@@ -396,6 +397,11 @@ def run_ulmfit(
         task_texts = list(train_texts) + list(valid_texts or [])
         if pretrained is not None:
             old_tokenizer = AWDLSTMTokenizer.from_pretrained(pretrained)
+            if old_tokenizer.backwards != settings.backwards:
+                found = "backward" if old_tokenizer.backwards else "forward"
+                raise ValueError(f"{pretrained}: a {found} language model, but the run trains "
+                                 f"{'backward' if settings.backwards else 'forward'} models (backwards="
+                                 f"{settings.backwards}): give the pretrained LM of that direction")
             lm, tokenizer = adapt_vocabulary(AWDLSTMForLanguageModeling.from_pretrained(pretrained), old_tokenizer,
                                              task_texts, min_freq=settings.min_freq, max_vocab=settings.max_vocab)
             _use_bptt(lm, settings)
@@ -408,12 +414,14 @@ def run_ulmfit(
         else:
             corpus = list(pretraining_texts or []) + task_texts
             tokenizer = AWDLSTMTokenizer.from_texts(corpus, min_freq=settings.min_freq, max_vocab=settings.max_vocab,
-                                                    replace_space=settings.replace_space)
+                                                    replace_space=settings.replace_space,
+                                                    backwards=settings.backwards)
             # a row for every entry of itos, fastai's "xxfake" padding included (as fastai's model has; the vocab
             # dict counts those once), so that the saved LM can be fine-tuned again (adapt_vocabulary reads rows
             # by itos position)
             config = AWDLSTMConfig.for_language_model(
-                drop_mult=settings.drop_mult, vocab_size=len(tokenizer.itos), **(scratch_config or {}))
+                drop_mult=settings.drop_mult, vocab_size=len(tokenizer.itos), backwards=settings.backwards,
+                **(scratch_config or {}))
             lm = AWDLSTMForLanguageModeling(config)
             _use_bptt(lm, settings)
             eval_documents = encode_documents(tokenizer, lm_eval_texts or [])

@@ -188,6 +188,9 @@ class UlmfitSettings:
         replace_space: fastai's post-rule ``replace_space`` (spaces inside a token → ``▁``), on in fastai's corpus
             path; changes how indented text is spelled in the vocabulary.
         drop_mult: multiplier of every AWD-LSTM dropout.
+        backwards: train backward models (fastai's ``backwards=True``, the ULMFiT paper's second direction): every
+            document is read reversed (the tokenizer's ``backwards``, the configs' ``backwards``); a pretrained LM
+            must be a backward one.
         seed: seed of every stage.
         bf16: train under bfloat16 autocast (the Trainer's ``bf16``).
         extra_training_args: more ``TrainingArguments`` for every stage.
@@ -202,6 +205,7 @@ class UlmfitSettings:
     max_vocab: int = 60000
     replace_space: bool = False
     drop_mult: float = 1.0
+    backwards: bool = False
     seed: int = 0
     bf16: bool = False
     extra_training_args: dict[str, Any] = field(default_factory=dict)
@@ -220,7 +224,7 @@ class UlmfitSettings:
             getattr(self, stage).check(stage)
         _check(self.bptt is None or (_is_int(self.bptt) and self.bptt >= 2), "bptt", self.bptt,
                "needs an integer >= 2, or None (the model's own)")
-        for name in ("bptt_jitter", "replace_space", "bf16"):
+        for name in ("bptt_jitter", "replace_space", "backwards", "bf16"):
             _check(isinstance(getattr(self, name), bool), name, getattr(self, name), "needs True or False")
         _check(_is_int(self.min_freq) and self.min_freq >= 1, "min_freq", self.min_freq, "needs a positive integer")
         _check(_is_int(self.max_vocab) and self.max_vocab >= 10, "max_vocab", self.max_vocab,

@@ -94,6 +94,9 @@ class AWDLSTMConfig(PretrainedConfig):
         tie_weights: the language model's decoder shares the embedding matrix (``tie_word_embeddings`` follows it).
         out_bias: the language model's decoder has a bias.
         bidirectional: bidirectional LSTM layers (each direction has half of the layer's output size).
+        backwards: the model reads each document reversed, as a fastai model trained with ``backwards=True`` (the
+            ULMFiT paper's backward LM and classifier): its tokenizer (``AWDLSTMTokenizer(backwards=True)``)
+            reverses each document's ids, ``xxbos`` last, before any padding; the network is the same.
         output_p: language model: dropout on the last layer's output before the decoder (locked over time);
             classifier: dropout of the head's first block. fastai: 0.1 (LM), 0.4 (classifier).
         hidden_p: dropout between LSTM layers, one mask per sequence. fastai: 0.15 (LM), 0.3 (classifier).
@@ -139,6 +142,7 @@ class AWDLSTMConfig(PretrainedConfig):
         tie_weights: bool | None = None,
         out_bias: bool = True,
         bidirectional: bool = False,
+        backwards: bool = False,
         output_p: float = LM_DROPOUTS["output_p"],
         hidden_p: float = LM_DROPOUTS["hidden_p"],
         input_p: float = LM_DROPOUTS["input_p"],
@@ -168,6 +172,7 @@ class AWDLSTMConfig(PretrainedConfig):
         self.hidden_size = as_int("hidden_size", hidden_size, 1, MAX_DIM)
         self.num_layers = as_int("num_layers", num_layers, 1, MAX_LAYERS)
         self.bidirectional = checked_bool("bidirectional", bidirectional)
+        self.backwards = checked_bool("backwards", backwards)
         if self.bidirectional:
             for name, size in (("emb_size", self.emb_size), ("hidden_size", self.hidden_size)):
                 if size % 2:

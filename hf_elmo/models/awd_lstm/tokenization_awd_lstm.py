@@ -257,6 +257,10 @@ class AWDLSTMTokenizer(PreTrainedTokenizer):
         replace_space: apply fastai's post-rule ``replace_space`` (spaces inside a token → ``▁``), as fastai's
             corpus tokenisation (``TextBlock``, ``TextDataLoaders``) does; off by default, as when fastai's
             ``Tokenizer`` is called on a text.
+        backwards: each text's tokens in reverse, as fastai's ``TextBlock(..., backwards=True)`` feeds a backward
+            model (``reverse_text``: the whole document flipped on its own, ``xxbos`` last, before any padding).
+            ``tokenize`` and the ids are then in the model's reading order, a pre-split input is taken in that
+            order too, and ``decode`` reverses back to the text.
 
     A pre-split input (``is_split_into_words=True`` or a list of strings to ``convert_tokens_to_ids``) is taken as
     fastai tokens and only numericalised, as fastai's ``Tokenizer`` passes lists through.
@@ -275,6 +279,7 @@ class AWDLSTMTokenizer(PreTrainedTokenizer):
         eos_token: str = EOS,
         extra_special_tokens: Sequence[str] | None = None,
         replace_space: bool = False,
+        backwards: bool = False,
         model_max_length: int = 10**6,
         **kwargs: Any,
     ) -> None:
@@ -294,6 +299,9 @@ class AWDLSTMTokenizer(PreTrainedTokenizer):
         # fastai's Numericalize: the last index of a token wins; "xxfake" (padding) maps to xxunk like any unknown
         self.o2i: dict[str, int] = {tok: i for i, tok in enumerate(itos) if tok != FAKE_TOKEN}
         self.replace_space = bool(replace_space)
+        if not isinstance(backwards, bool):
+            raise ValueError(f"backwards must be True or False, got {backwards!r}")
+        self.backwards = backwards
         self._unk = str(unk_token)
         legacy = kwargs.pop("additional_special_tokens", None)
         if isinstance(extra_special_tokens, dict):  # transformers 4.x's named extra tokens: not ours
@@ -307,6 +315,7 @@ class AWDLSTMTokenizer(PreTrainedTokenizer):
             bos_token=bos_token,
             eos_token=eos_token,
             replace_space=replace_space,
+            backwards=backwards,
             model_max_length=model_max_length,
             **kwargs,
         )
@@ -386,6 +395,8 @@ class AWDLSTMTokenizer(PreTrainedTokenizer):
         """
         ids = [token_ids] if isinstance(token_ids, int) else [int(i) for i in token_ids]
         tokens = self.convert_ids_to_tokens(ids)
+        if self.backwards:  # the model's reading order back to the text's
+            tokens = tokens[::-1]
         if not skip_special_tokens:
             return " ".join(tokens)
         words = self._words(tokens)
@@ -416,10 +427,14 @@ class AWDLSTMTokenizer(PreTrainedTokenizer):
     def tokenize(self, text: str, add_special_tokens: bool = True, **kwargs: Any) -> list[str]:  # type: ignore[override]
         """fastai's tokens for one text (``xxbos`` first unless ``add_special_tokens=False``)."""
         add_bos = kwargs.pop("_awd_add_bos", add_special_tokens)
-        return fastai_tokenize(text, add_bos=add_bos, post_rules=self.replace_space)
+        return self._reading_order(fastai_tokenize(text, add_bos=add_bos, post_rules=self.replace_space))
 
     def _tokenize(self, text: str, **kwargs: Any) -> list[str]:
-        return fastai_tokenize(text, add_bos=False, post_rules=self.replace_space)
+        return self._reading_order(fastai_tokenize(text, add_bos=False, post_rules=self.replace_space))
+
+    def _reading_order(self, tokens: list[str]) -> list[str]:
+        """The tokens in the order the model reads them: the text's, or reversed for a backward model."""
+        return tokens[::-1] if self.backwards else tokens
 
     def _tokens_to_ids(self, tokens: Sequence[Any]) -> list[int]:
         return [self._convert_token_to_id_with_added_voc(str(t)) for t in tokens]
