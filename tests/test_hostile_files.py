@@ -879,7 +879,7 @@ def run_and_stop(argv: list[str], output: Path, signum: int, delay: float, cwd: 
 
 @pytest.mark.parametrize("command, signum, delay", [
     ("convert-awd-lstm", "SIGTERM", 0.0),
-    ("convert-awd-lstm", "SIGHUP", 0.4),
+    ("convert-awd-lstm", "SIGHUP", 0.1),
     ("convert-elmo", "SIGTERM", 0.05),
     ("export", "SIGTERM", 0.5),
     ("embed", "SIGTERM", 0.0),
@@ -893,7 +893,7 @@ def test_signal_midway_leaves_nothing_and_the_rerun_succeeds(tmp_path, capsys, c
         output = tmp_path / "onnx"
         argv = ["export", str(folder), str(output)]
     elif command == "embed":
-        folder, argv, output = embed_run(tmp_path, lines=3000)
+        folder, argv, output = embed_run(tmp_path, lines=600)
         argv += ["--batch-size", "4"]
     elif command == "convert-elmo":
         options_path, weights_path = write_elmo_files(tmp_path / "in")
