@@ -3,6 +3,8 @@
 from .auto import register as _register
 from .models.awd_lstm import (
     AWDLSTMConfig,
+    AWDLSTMEnsembleConfig,
+    AWDLSTMEnsembleForSequenceClassification,
     AWDLSTMForLanguageModeling,
     AWDLSTMForSequenceClassification,
     AWDLSTMModel,
@@ -24,6 +26,8 @@ _register()
 
 __all__ = [
     "AWDLSTMConfig",
+    "AWDLSTMEnsembleConfig",
+    "AWDLSTMEnsembleForSequenceClassification",
     "AWDLSTMForLanguageModeling",
     "AWDLSTMForSequenceClassification",
     "AWDLSTMModel",

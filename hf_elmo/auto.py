@@ -12,6 +12,8 @@ from transformers import AutoConfig, AutoTokenizer
 
 from .models.awd_lstm import (
     AWDLSTMConfig,
+    AWDLSTMEnsembleConfig,
+    AWDLSTMEnsembleForSequenceClassification,
     AWDLSTMForLanguageModeling,
     AWDLSTMForSequenceClassification,
     AWDLSTMModel,
@@ -39,6 +41,12 @@ AWD_LSTM_AUTO_CLASSES = {
     "AutoModelForSequenceClassification": AWDLSTMForSequenceClassification,
 }
 
+# ULMFiT's forward + backward ensemble: a model type of its own, so that no Auto class loads its folder as one
+# classifier
+AWD_LSTM_ENSEMBLE_AUTO_CLASSES = {
+    "AutoModelForSequenceClassification": AWDLSTMEnsembleForSequenceClassification,
+}
+
 _done = False
 
 
@@ -61,4 +69,5 @@ def register() -> None:
         return
     _register_family(ElmoConfig, ElmoTokenizer, ELMO_AUTO_CLASSES)
     _register_family(AWDLSTMConfig, AWDLSTMTokenizer, AWD_LSTM_AUTO_CLASSES)
+    _register_family(AWDLSTMEnsembleConfig, AWDLSTMTokenizer, AWD_LSTM_ENSEMBLE_AUTO_CLASSES)
     _done = True

@@ -6,12 +6,14 @@ direction's classifier giving fastai's logits."""
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 
-from awd_lstm_testing import one_thread
+from awd_lstm_testing import TF457_PYTHON, one_thread
+from clean_process import BLOCK_HF_ELMO, run_child
 from hf_elmo import AWDLSTMConfig, AWDLSTMForSequenceClassification, AWDLSTMTokenizer
 from hf_elmo.conversion.fastai_awd_lstm import load_awd_lstm_weights, read_fastai_awd_lstm
 from hf_elmo.training.data import LMStreamDataset
@@ -135,3 +137,86 @@ def test_converter_writes_a_backward_folder(data, tmp_path):
     with torch.no_grad():
         logits = model(**tok(data["texts"][3], return_tensors="pt")).logits[0]
     torch.testing.assert_close(logits, expected["bwd_logits"][3], atol=1e-5, rtol=0)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The forward + backward ensemble
+# --------------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ensemble(data):
+    from hf_elmo import AWDLSTMEnsembleForSequenceClassification
+
+    return AWDLSTMEnsembleForSequenceClassification.from_classifiers(classifier(data, "fwd"),
+                                                                     classifier(data, "bwd")).eval()
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_the_ensemble_averages_the_two_directions_probabilities(data, expected, ensemble, side):
+    tok = tokenizer(data, "fwd")  # the ensemble reads the text's order and reverses for its backward member
+    tok.padding_side = side
+    with torch.no_grad():
+        alone = torch.cat([ensemble(**tok(text, return_tensors="pt")).logits for text in data["texts"]])
+        batch = ensemble(**tok(data["texts"], padding=True, return_tensors="pt"))
+    torch.testing.assert_close(alone.softmax(-1), expected["ensemble_probs"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(batch.logits.softmax(-1), expected["ensemble_probs"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(batch.forward_logits, expected["fwd_logits"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(batch.backward_logits, expected["bwd_logits"], atol=1e-5, rtol=0)
+    loss = ensemble(**tok(data["texts"], padding=True, return_tensors="pt"), labels=expected["labels"]).loss
+    want = -expected["ensemble_probs"].log().gather(1, expected["labels"][:, None]).mean()
+    torch.testing.assert_close(loss, want, atol=1e-5, rtol=0)
+
+
+def test_the_ensemble_is_one_folder_for_the_auto_classes_and_pipelines(data, expected, ensemble, tmp_path):
+    folder, child = tmp_path / "ensemble", tmp_path / "child"
+    child.mkdir()
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    from hf_elmo import AWDLSTMEnsembleForSequenceClassification
+
+    ensemble.config.id2label = dict(enumerate(data["clas"]["classes"]))
+    ensemble.config.label2id = {c: i for i, c in enumerate(data["clas"]["classes"])}
+    ensemble.save_pretrained(folder)
+    tokenizer(data, "fwd").save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "awd_lstm_ensemble"
+    assert config["auto_map"]["AutoModelForSequenceClassification"].endswith("AWDLSTMEnsembleForSequenceClassification")
+    loaded = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    assert isinstance(loaded, AWDLSTMEnsembleForSequenceClassification)
+    classify = pipeline("text-classification", model=str(folder), trust_remote_code=True, top_k=None)
+    scores = classify([data["texts"][0]])[0]
+    got = torch.tensor([next(s["score"] for s in scores if s["label"] == c) for c in data["clas"]["classes"]])
+    torch.testing.assert_close(got, expected["ensemble_probs"][0], atol=1e-5, rtol=0)
+    # where hf_elmo is not installed (transformers 4.57): the folder's own code, the same probabilities
+    if TF457_PYTHON.exists():
+        report = run_child(TF457_PYTHON, ENSEMBLE_CHILD, child, str(folder), data["texts"][0])
+        assert report["class"] == "AWDLSTMEnsembleForSequenceClassification" and report["leaked"] == []
+        torch.testing.assert_close(torch.tensor(report["probs"]), expected["ensemble_probs"][0], atol=1e-5, rtol=0)
+
+
+ENSEMBLE_CHILD = BLOCK_HF_ELMO + textwrap.dedent(
+    r'''
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder, text = sys.argv[1], sys.argv[2]
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+    with torch.no_grad():
+        probs = model(**tokenizer(text, return_tensors="pt")).logits.softmax(-1)[0]
+    leaked = sorted(m for m in sys.modules if m == "hf_elmo" or m.startswith("hf_elmo."))
+    print(json.dumps({"class": type(model).__name__, "probs": probs.tolist(), "leaked": leaked}))
+    '''
+)
+
+
+def test_two_classifiers_that_do_not_fit_together_are_refused(data):
+    from hf_elmo import AWDLSTMEnsembleForSequenceClassification
+
+    forward, backward = classifier(data, "fwd"), classifier(data, "bwd")
+    with pytest.raises(ValueError, match="the backward member's config says backwards=False"):
+        AWDLSTMEnsembleForSequenceClassification.from_classifiers(forward, forward)
+    backward.config.num_labels = 2
+    with pytest.raises(ValueError, match="the two classifiers differ in num_labels"):
+        AWDLSTMEnsembleForSequenceClassification.from_classifiers(forward, backward)
+    with pytest.raises(TypeError, match="must be an AWDLSTMForSequenceClassification"):
+        AWDLSTMEnsembleForSequenceClassification.from_classifiers(forward, "not a folder" and object())

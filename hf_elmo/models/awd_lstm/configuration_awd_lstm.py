@@ -24,6 +24,12 @@ REMOTE_CODE_AUTO_MAP = {
     "AutoModelForSequenceClassification": "modeling_awd_lstm.AWDLSTMForSequenceClassification",
 }
 
+# the same for ULMFiT's forward + backward ensemble (AWDLSTMEnsembleConfig)
+ENSEMBLE_REMOTE_CODE_AUTO_MAP = {
+    "AutoConfig": "configuration_awd_lstm.AWDLSTMEnsembleConfig",
+    "AutoModelForSequenceClassification": "modeling_awd_lstm.AWDLSTMEnsembleForSequenceClassification",
+}
+
 # fastai's awd_lstm_lm_config dropouts (before drop_mult).
 LM_DROPOUTS = {"output_p": 0.1, "hidden_p": 0.15, "input_p": 0.25, "embed_p": 0.02, "weight_p": 0.2}
 # fastai's awd_lstm_clas_config dropouts (before drop_mult); output_p is the dropout of the classifier head's first
@@ -124,6 +130,7 @@ class AWDLSTMConfig(PretrainedConfig):
     """
 
     model_type = "awd_lstm"
+    remote_code_auto_map = REMOTE_CODE_AUTO_MAP  # what a saved folder's auto_map is completed with
     # Output fields a Trainer should not gather at evaluation (the recurrent state and intermediate activations).
     keys_to_ignore_at_inference = [
         "state", "hidden_states", "dropped_hidden_states", "raw_output", "dropped_output", "pooled_output",
@@ -316,5 +323,22 @@ class AWDLSTMConfig(PretrainedConfig):
         config sets it), it is completed with every AWD-LSTM Auto class (``REMOTE_CODE_AUTO_MAP``)."""
         output = super().to_dict()
         if output.get("auto_map"):
-            output["auto_map"] = {**REMOTE_CODE_AUTO_MAP, **output["auto_map"]}
+            output["auto_map"] = {**self.remote_code_auto_map, **output["auto_map"]}
         return output
+
+
+class AWDLSTMEnsembleConfig(AWDLSTMConfig):
+    """Configuration of ULMFiT's forward + backward ensemble ([`AWDLSTMEnsembleForSequenceClassification`]): two
+    classifiers of this one architecture, the second reading each document reversed (fastai's ``backwards=True``),
+    whose probabilities are averaged, as the ULMFiT paper reports its results. Its own model type, so that the Auto
+    classes never load an ensemble folder as a single classifier. ``backwards`` is False: the ensemble takes each
+    document in the text's order (a forward tokenizer) and reverses it for its backward member itself."""
+
+    model_type = "awd_lstm_ensemble"
+    remote_code_auto_map = ENSEMBLE_REMOTE_CODE_AUTO_MAP
+
+    def __init__(self, **kwargs: Any) -> None:
+        if kwargs.get("backwards"):
+            raise ValueError("an ensemble's backwards must be False: it takes documents in the text's order and "
+                             "reverses them for its backward member")
+        super().__init__(**kwargs)

@@ -21,6 +21,7 @@ that a row's outputs and state do not depend on how it was padded.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -32,7 +33,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
-from .configuration_awd_lstm import AWDLSTMConfig
+from .configuration_awd_lstm import AWDLSTMConfig, AWDLSTMEnsembleConfig
 
 LayerState = tuple[torch.Tensor, torch.Tensor]
 
@@ -901,6 +902,27 @@ class AWDLSTMClassificationHead(nn.Module):
         return x
 
 
+def _document_inputs(model: AWDLSTMPreTrainedModel, input_ids: Any, attention_mask: Any,
+                     kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A classifier's ``input_ids`` checked and on its device, and the real tokens: ``attention_mask``, else the
+    tokens that are not ``pad_token_id`` (fastai's padding), else every token. Arguments that transformers passes to
+    every model and a classifier has no use for are dropped; any other is refused by name."""
+    for ignored in ("token_type_ids", "position_ids", "num_items_in_batch", "output_hidden_states",
+                    "output_attentions", "use_cache"):
+        kwargs.pop(ignored, None)
+    if kwargs:
+        raise TypeError(f"{type(model).__name__}.forward got unexpected arguments: {sorted(kwargs)}")
+    if input_ids is None:
+        raise ValueError(f"{type(model).__name__} needs input_ids (batch, time)")
+    device = model.get_input_embeddings().weight.device
+    input_ids = _check_input_ids(input_ids, model.config.vocab_size).to(device)
+    if attention_mask is not None:
+        return input_ids, _check_mask(attention_mask, tuple(input_ids.shape)).to(device)
+    if model.config.pad_token_id is not None:
+        return input_ids, input_ids != model.config.pad_token_id
+    return input_ids, torch.ones_like(input_ids, dtype=torch.bool)
+
+
 class AWDLSTMForSequenceClassification(AWDLSTMPreTrainedModel):
     """ULMFiT's classifier, fastai's ``get_text_classifier(AWD_LSTM, ...)``: ``SentenceEncoder`` +
     ``PoolingLinearClassifier``.
@@ -949,21 +971,7 @@ class AWDLSTMForSequenceClassification(AWDLSTMPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs: Any,
     ) -> AWDLSTMSequenceClassifierOutput | tuple:
-        for ignored in ("token_type_ids", "position_ids", "num_items_in_batch", "output_hidden_states",
-                        "output_attentions", "use_cache"):
-            kwargs.pop(ignored, None)
-        if kwargs:
-            raise TypeError(f"{type(self).__name__}.forward got unexpected arguments: {sorted(kwargs)}")
-        if input_ids is None:
-            raise ValueError(f"{type(self).__name__} needs input_ids (batch, time)")
-        device = self.awd_lstm.embeddings.weight.device
-        input_ids = _check_input_ids(input_ids, self.config.vocab_size).to(device)
-        if attention_mask is not None:
-            mask = _check_mask(attention_mask, tuple(input_ids.shape)).to(device)
-        elif self.config.pad_token_id is not None:
-            mask = input_ids != self.config.pad_token_id
-        else:
-            mask = torch.ones_like(input_ids, dtype=torch.bool)
+        input_ids, mask = _document_inputs(self, input_ids, attention_mask, kwargs)
         pooled, ar_loss, tar_loss = self.encode_documents(input_ids, mask)
         logits = self.classifier(pooled)
         loss = None
@@ -1044,6 +1052,124 @@ class AWDLSTMForSequenceClassification(AWDLSTMPreTrainedModel):
             return pooled, zero, zero
         ar, tar = penalty.terms()
         return pooled, ar, tar
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# ULMFiT's forward + backward ensemble
+# --------------------------------------------------------------------------------------------------------------------
+def reversed_documents(input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's real tokens in reverse order at its front, then its padding: how a backward model (fastai's
+    ``backwards=True``) reads the document. Returns the ids and the mask of that layout, (batch, time) each."""
+    positions = real_tokens_first(mask)
+    lengths = mask.sum(dim=1, keepdim=True)
+    steps = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
+    source = torch.where(steps < lengths, lengths - 1 - steps, steps)
+    return input_ids.gather(1, positions.gather(1, source)), steps < lengths
+
+
+@dataclass
+class AWDLSTMEnsembleOutput(ModelOutput):
+    """Outputs of [`AWDLSTMEnsembleForSequenceClassification`].
+
+    Args:
+        loss: with ``labels``: the loss of ``logits`` (for single-label classification the negative log of the
+            averaged probability of the label).
+        logits: (batch, num_labels): the log of the averaged probabilities (softmax(logits) is the average; for
+            multi-label classification the logit of the averaged sigmoids; for regression the averaged outputs).
+        forward_logits, backward_logits: each member's own logits.
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    forward_logits: torch.Tensor | None = None
+    backward_logits: torch.Tensor | None = None
+
+
+class AWDLSTMEnsembleForSequenceClassification(AWDLSTMPreTrainedModel):
+    """ULMFiT's forward + backward ensemble, as the paper reports its results: a classifier reading each document
+    in the text's order and one reading it reversed (trained with fastai's ``backwards=True``), their class
+    probabilities averaged. Takes a document as the forward tokenizer gives it (any padding, by ``attention_mask``);
+    the backward member gets it reversed (``reversed_documents``). Build one from two trained classifiers with
+    :meth:`from_classifiers`; it saves and loads as one folder (model type ``awd_lstm_ensemble``)."""
+
+    config_class = AWDLSTMEnsembleConfig
+    base_model_prefix = "forward_classifier"
+
+    def __init__(self, config: AWDLSTMEnsembleConfig) -> None:
+        super().__init__(config)
+        fields = {k: v for k, v in config.to_dict().items()
+                  if k not in ("model_type", "architectures", "auto_map", "transformers_version")}
+        self.forward_classifier = AWDLSTMForSequenceClassification(AWDLSTMConfig(**{**fields, "backwards": False}))
+        self.backward_classifier = AWDLSTMForSequenceClassification(AWDLSTMConfig(**{**fields, "backwards": True}))
+        self.post_init()
+
+    # the architecture fields two classifiers must share to be one ensemble (everything but the direction and the
+    # dropouts, which do not act in evaluation)
+    SHARED_FIELDS = ("vocab_size", "emb_size", "hidden_size", "num_layers", "bidirectional", "bptt", "max_len",
+                     "classifier_hidden_sizes", "num_labels", "pad_token_id", "id2label", "problem_type")
+
+    @classmethod
+    def from_classifiers(cls, forward: Any, backward: Any) -> "AWDLSTMEnsembleForSequenceClassification":
+        """The ensemble of a forward and a backward ``AWDLSTMForSequenceClassification`` (models, or folders that
+        hold one with its tokenizer: the two vocabularies must then be the same). Refuses, naming the field, two
+        classifiers that do not fit together (directions, vocabulary, architecture, labels)."""
+        vocabularies = []
+        models = []
+        for which, source, backwards in (("forward", forward, False), ("backward", backward, True)):
+            if isinstance(source, (str, os.PathLike)):
+                from .tokenization_awd_lstm import AWDLSTMTokenizer
+
+                vocabularies.append((which, AWDLSTMTokenizer.from_pretrained(source).itos))
+                source = AWDLSTMForSequenceClassification.from_pretrained(source)
+            if not isinstance(source, AWDLSTMForSequenceClassification):
+                raise TypeError(f"the {which} member must be an AWDLSTMForSequenceClassification (or its folder), "
+                                f"got {type(source).__name__}")
+            if bool(getattr(source.config, "backwards", False)) != backwards:
+                raise ValueError(f"the {which} member's config says backwards={not backwards}: give a forward and "
+                                 "a backward classifier, in that order")
+            models.append(source)
+        if len(vocabularies) == 2 and vocabularies[0][1] != vocabularies[1][1]:
+            raise ValueError("the two classifiers' vocabularies differ: an ensemble's members read the same ids")
+        for field in cls.SHARED_FIELDS:
+            a, b = (getattr(m.config, field, None) for m in models)
+            if a != b:
+                raise ValueError(f"the two classifiers differ in {field}: {a!r} (forward) vs {b!r} (backward)")
+        fields = {k: v for k, v in models[0].config.to_dict().items()
+                  if k not in ("model_type", "architectures", "auto_map", "transformers_version", "backwards")}
+        ensemble = cls(AWDLSTMEnsembleConfig(**fields))
+        ensemble.forward_classifier.load_state_dict(models[0].state_dict())
+        ensemble.backward_classifier.load_state_dict(models[1].state_dict())
+        return ensemble.train(models[0].training)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.forward_classifier.get_input_embeddings()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> AWDLSTMEnsembleOutput | tuple:
+        input_ids, mask = _document_inputs(self, input_ids, attention_mask, kwargs)
+        forward_logits = self.forward_classifier(input_ids, attention_mask=mask, return_dict=True).logits
+        reversed_ids, reversed_mask = reversed_documents(input_ids, mask)
+        backward_logits = self.backward_classifier(reversed_ids, attention_mask=reversed_mask,
+                                                   return_dict=True).logits
+        a, b = forward_logits.float(), backward_logits.float()
+        if self.config.num_labels == 1 or self.config.problem_type == "regression":
+            logits = (a + b) / 2
+        elif self.config.problem_type == "multi_label_classification":
+            logits = torch.logit((a.sigmoid() + b.sigmoid()) / 2)
+        else:
+            logits = torch.log((a.softmax(-1) + b.softmax(-1)) / 2)
+        loss = None
+        if labels is not None:
+            loss = sequence_classification_loss(self.config, logits, labels.to(logits.device))
+        result = AWDLSTMEnsembleOutput(loss=loss, logits=logits, forward_logits=forward_logits,
+                                       backward_logits=backward_logits)
+        return self._output(result, return_dict)
 
 
 def sequence_classification_loss(config: PretrainedConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
