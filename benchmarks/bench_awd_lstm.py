@@ -120,7 +120,20 @@ def peak_memory(loss_path: str, vocab: int, batch_size: int, bptt: int, bf16: bo
 def memory_probe(loss_path: str, vocab: int, batch_size: int, bptt: int, bf16: bool) -> None:
     batch = torch.randint(0, vocab, (batch_size, bptt + 1))
     time_training(make_model(vocab), batch, 1, bf16, loss_path)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # kB on Linux
+    print(peak_rss_mb())
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB: Linux's VmHWM (reset by exec, so a child's own, unlike
+    getrusage's ru_maxrss, which a child inherits from its parent), else ru_maxrss."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
