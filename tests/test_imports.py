@@ -111,3 +111,16 @@ def test_importing_opens_no_socket():
     proc = subprocess.run([sys.executable, "-c", NO_SOCKET], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "imported without a socket" in proc.stdout
+
+
+def test_model_code_does_not_import_the_tokenizer_module_of_its_family():
+    """A remote-code copy of a model (transformers copies each file's relative imports, and 4.57 one level only when
+    it loads a model) must not need the tokenizer's siblings: modeling files import configuration and their own
+    helpers, and ELMo's tokenization module (which has no siblings) for its pipeline declaration only."""
+    for path in sorted((PACKAGE / "models").glob("*/modeling_*.py")):
+        siblings = {module for level, module, _ in imports_of(path) if level == 1}
+        tokenizers = {m for m in siblings if m.startswith("tokenization_")}
+        for module in tokenizers:
+            tokenizer_file = path.parent / f"{module}.py"
+            assert not [m for level, m, _ in imports_of(tokenizer_file) if level == 1], (
+                f"{path.relative_to(REPO)} imports {module}, which imports siblings of its own")

@@ -20,6 +20,7 @@ that a row's outputs and state do not depend on how it was padded.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import warnings
@@ -1077,6 +1078,17 @@ def reversed_documents(input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[tor
     return input_ids.gather(1, positions.gather(1, source)), steps < lengths
 
 
+def _folder_vocabulary(folder: str | os.PathLike) -> list[str] | None:
+    """The tokenizer vocabulary (fastai's itos) saved in a model folder's ``vocab.json``, or None without one. Read
+    here rather than through the tokenizer class: the model's code must not import the tokenizer's module, whose
+    own siblings a remote-code copy of the model would then need too."""
+    path = os.path.join(folder, "vocab.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 @dataclass
 class AWDLSTMEnsembleOutput(ModelOutput):
     """Outputs of [`AWDLSTMEnsembleForSequenceClassification`].
@@ -1127,9 +1139,7 @@ class AWDLSTMEnsembleForSequenceClassification(AWDLSTMPreTrainedModel):
         models = []
         for which, source, backwards in (("forward", forward, False), ("backward", backward, True)):
             if isinstance(source, (str, os.PathLike)):
-                from .tokenization_awd_lstm import AWDLSTMTokenizer
-
-                vocabularies.append((which, AWDLSTMTokenizer.from_pretrained(source).itos))
+                vocabularies.append((which, _folder_vocabulary(source)))
                 source = AWDLSTMForSequenceClassification.from_pretrained(source)
             if not isinstance(source, AWDLSTMForSequenceClassification):
                 raise TypeError(f"the {which} member must be an AWDLSTMForSequenceClassification (or its folder), "
@@ -1138,7 +1148,8 @@ class AWDLSTMEnsembleForSequenceClassification(AWDLSTMPreTrainedModel):
                 raise ValueError(f"the {which} member's config says backwards={not backwards}: give a forward and "
                                  "a backward classifier, in that order")
             models.append(source)
-        if len(vocabularies) == 2 and vocabularies[0][1] != vocabularies[1][1]:
+        if len(vocabularies) == 2 and None not in (vocabularies[0][1], vocabularies[1][1]) \
+                and vocabularies[0][1] != vocabularies[1][1]:
             raise ValueError("the two classifiers' vocabularies differ: an ensemble's members read the same ids")
         for field in cls.SHARED_FIELDS:
             a, b = (getattr(m.config, field, None) for m in models)
