@@ -156,10 +156,9 @@ def recipe_settings(args: argparse.Namespace) -> Any:
             value = getattr(args, f"{option}_{name}")
             return shared if value is None else value
 
-        factor = getattr(args, f"{option}_lr_factor")
         stages[stage] = StageSettings(
             epochs=getattr(args, f"{option}_epochs"), lr=getattr(args, f"{option}_lr"),
-            lr_factor=_factor(factor) if isinstance(factor, str) else factor,
+            lr_factor=getattr(args, f"{option}_lr_factor"),  # argparse runs _factor on the string default too
             batch_size=own("batch_size", args.batch_size), weight_decay=own("weight_decay", args.weight_decay),
             betas=tuple(args.adam_betas), eps=args.adam_eps, schedule=own("schedule", args.schedule),
             cut_frac=args.cut_frac, ratio=args.ratio, pct_start=args.pct_start, div=args.div,

@@ -307,10 +307,8 @@ class StageRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (JSON) for metrics.json."""
-        record = {k: v for k, v in asdict(self).items() if k not in ("settings", "epochs_log")}
+        record = asdict(self)  # the settings and epoch records (dataclasses) become dicts too
         record["tokens_per_s"] = self.tokens_per_s
-        record["settings"] = None if self.settings is None else asdict(self.settings)
-        record["epochs_log"] = [asdict(e) for e in self.epochs_log]
         return record
 
 

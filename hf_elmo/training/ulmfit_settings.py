@@ -11,7 +11,7 @@ the model cards (``to_dict``), so that a run can be repeated from its record.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 SCHEDULES = ("stlr", "one_cycle")
@@ -251,5 +251,3 @@ class UlmfitSettings:
         stages = {name: replace(self.stage(name), **fields_) for name, fields_ in changes.items()}
         return replace(self, **stages)
 
-
-STAGE_FIELDS = tuple(f.name for f in fields(StageSettings))

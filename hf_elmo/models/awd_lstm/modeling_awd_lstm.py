@@ -1078,6 +1078,13 @@ def reversed_documents(input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[tor
     return input_ids.gather(1, positions.gather(1, source)), steps < lengths
 
 
+def _architecture_fields(config: AWDLSTMConfig) -> dict[str, Any]:
+    """A config's fields without what names its class and origin (model type, architectures, auto_map, version) or
+    its direction: what an ensemble and its two members share."""
+    return {k: v for k, v in config.to_dict().items()
+            if k not in ("model_type", "architectures", "auto_map", "transformers_version", "backwards")}
+
+
 def _folder_vocabulary(folder: str | os.PathLike) -> list[str] | None:
     """The tokenizer vocabulary (fastai's itos) saved in a model folder's ``vocab.json``, or None without one. Read
     here rather than through the tokenizer class: the model's code must not import the tokenizer's module, whose
@@ -1119,10 +1126,9 @@ class AWDLSTMEnsembleForSequenceClassification(AWDLSTMPreTrainedModel):
 
     def __init__(self, config: AWDLSTMEnsembleConfig) -> None:
         super().__init__(config)
-        fields = {k: v for k, v in config.to_dict().items()
-                  if k not in ("model_type", "architectures", "auto_map", "transformers_version")}
-        self.forward_classifier = AWDLSTMForSequenceClassification(AWDLSTMConfig(**{**fields, "backwards": False}))
-        self.backward_classifier = AWDLSTMForSequenceClassification(AWDLSTMConfig(**{**fields, "backwards": True}))
+        fields = _architecture_fields(config)
+        self.forward_classifier = AWDLSTMForSequenceClassification(AWDLSTMConfig(**fields, backwards=False))
+        self.backward_classifier = AWDLSTMForSequenceClassification(AWDLSTMConfig(**fields, backwards=True))
         self.post_init()
 
     # the architecture fields two classifiers must share to be one ensemble (everything but the direction and the
@@ -1155,9 +1161,7 @@ class AWDLSTMEnsembleForSequenceClassification(AWDLSTMPreTrainedModel):
             a, b = (getattr(m.config, field, None) for m in models)
             if a != b:
                 raise ValueError(f"the two classifiers differ in {field}: {a!r} (forward) vs {b!r} (backward)")
-        fields = {k: v for k, v in models[0].config.to_dict().items()
-                  if k not in ("model_type", "architectures", "auto_map", "transformers_version", "backwards")}
-        ensemble = cls(AWDLSTMEnsembleConfig(**fields))
+        ensemble = cls(AWDLSTMEnsembleConfig(**_architecture_fields(models[0].config)))
         ensemble.forward_classifier.load_state_dict(models[0].state_dict())
         ensemble.backward_classifier.load_state_dict(models[1].state_dict())
         return ensemble.train(models[0].training)
