@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .commands import convert, convert_awd_lstm, embed, export, quickstart, run_guarded, ulmfit
+from .commands import (convert, convert_awd_lstm, convert_elmoformanylangs, embed, export, quickstart, run_guarded,
+                       ulmfit)
 
-COMMANDS = (embed, convert, convert_awd_lstm, ulmfit, quickstart, export)
+COMMANDS = (embed, convert, convert_awd_lstm, convert_elmoformanylangs, ulmfit, quickstart, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,17 +26,20 @@ PUBLISHED = {
 }
 
 
-def elmo_card_data(size_name: str, datasets: list[str] | None = None) -> ModelCardData:
-    """The Hub metadata of an ELMo card (library, license, tags, pipeline, and the training data when known:
-    ``datasets``, else that of the published size)."""
+def elmo_card_data(size_name: str, datasets: list[str] | None = None, language: str | None = "en",
+                   elmoformanylangs: bool = False) -> ModelCardData:
+    """The Hub metadata of an ELMo card (library, license, tags, pipeline, language when known, and the training
+    data when known: ``datasets``, else that of the published size)."""
     tags = ["elmo", "feature-extraction", "hf-elmo", "bilm", "character-level", "contextual-embeddings"]
+    if elmoformanylangs:
+        tags.append("elmoformanylangs")
     if size_name != "custom":
         tags.append("elmo-" + size_name.replace(" ", "-").lower())
     datasets = datasets or PUBLISHED.get(size_name, (None, None))[1]
     return ModelCardData(
         library_name="transformers",
         license="apache-2.0",
-        language="en",
+        language=language,
         tags=tags,
         pipeline_tag="feature-extraction",
         datasets=datasets,
@@ -54,6 +57,7 @@ def render_elmo_card(
     num_parameters: int | None = None,
     verified_max_abs_diff: float | None = None,
     training: TrainingReport | None = None,
+    language: str | None = None,
 ) -> ModelCard:
     """Renders the card of an ELMo checkpoint: a converted one (``source``) or one trained by hf-elmo (``training``).
 
@@ -68,14 +72,25 @@ def render_elmo_card(
         num_parameters: shown in the architecture table when given.
         verified_max_abs_diff: the difference measured when the saved folder was reloaded, shown in the parity section.
         training: how a model trained here was trained and what it measured (instead of ``source``).
+        language: the model's language (an ISO code) when known; default English, except for an ELMoForManyLangs
+            model (``config.char_vocabulary == "lexicon"``), whose card then names none.
     """
     if size_name not in (*PUBLISHED, "custom"):
         raise ValueError(f"render_elmo_card: unknown size_name {size_name!r}; one of {[*PUBLISHED, 'custom']}")
     source_or_training("render_elmo_card", source, training, ("options", "weights"))
     trained_on = PUBLISHED.get(size_name, (None, None))[0] if training is None else None
     size_description = f"The published {size_name} ELMo weights were trained on {trained_on}." if trained_on else None
+    elmoformanylangs = config.char_vocabulary == "lexicon"
+    language = language or (None if elmoformanylangs else "en")
     template_kwargs: dict[str, Any] = dict(
-        model_name=model_name or (f"ELMo ({size_name})" if size_name != "custom" else "ELMo"),
+        elmoformanylangs=elmoformanylangs,
+        language=language,
+        word_embedding_dim=config.word_embedding_dim,
+        word_vocab_size=config.word_vocab_size,
+        n_characters=config.n_characters,
+        model_name=model_name or (f"ELMo ({size_name})" if size_name != "custom"
+                                  else "ELMoForManyLangs" + (f" ({language})" if language else "") if elmoformanylangs
+                                  else "ELMo"),
         size_name=size_name,
         size_description=size_description,
         **snippet_target(repo_id_or_path, revision),
@@ -100,7 +115,8 @@ def render_elmo_card(
         use_skip_connections="yes" if config.use_skip_connections else "no",
         vocab_size=config.vocab_size,
     )
-    card_data = elmo_card_data(size_name, datasets=training.datasets if training else None)
+    card_data = elmo_card_data(size_name, datasets=training.datasets if training else None, language=language,
+                               elmoformanylangs=elmoformanylangs)
     return from_template(ELMO_TEMPLATE, card_data, template_kwargs)
 
 

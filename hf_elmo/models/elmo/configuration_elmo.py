@@ -135,6 +135,16 @@ class ElmoConfig(PretrainedConfig):
         vocab_size: size of the word vocabulary of the language-model head (0 when there is none).
         sampled_softmax_num_samples: negative samples for the sampled softmax of the LM head in training (0: full).
         classifier_dropout: dropout before the classification head (defaults to ``dropout``).
+        char_vocabulary: what the character ids are: ``"utf8"``, bilm-tf's UTF-8 bytes and markers (at least 262
+            rows; row 0 is the all-zero "no word" row, never trained), or ``"lexicon"``, the ids of a model's own
+            character lexicon (ELMoForManyLangs' ``char.dic``: any size, every row trained, the padding one too).
+        char_padding_id: the character id that fills the row of a padding position, and the character embedding's
+            ``padding_idx`` (0 for ``"utf8"``; the lexicon's ``<pad>`` for ``"lexicon"``).
+        word_embedding_dim: size of a word embedding concatenated before the character CNN's output, ahead of the
+            projection (ELMoForManyLangs' ``word_dim``); 0 for none (bilm-tf). The model then reads word ids beside
+            the character ids (``token_ids``).
+        word_vocab_size: rows of that word embedding (the word lexicon's size).
+        word_padding_id: the word embedding's ``padding_idx`` (the lexicon's ``<pad>``), or None.
     """
 
     model_type = "elmo"
@@ -161,6 +171,11 @@ class ElmoConfig(PretrainedConfig):
         sampled_softmax_num_samples: int = 0,
         classifier_dropout: float | None = None,
         initializer_range: float = 0.02,
+        char_vocabulary: str = "utf8",
+        char_padding_id: int = 0,
+        word_embedding_dim: int = 0,
+        word_vocab_size: int = 0,
+        word_padding_id: int | None = None,
         **kwargs: Any,
     ) -> None:
         # Every field is checked strictly (an int is an int, a flag a bool, sizes positive): a config.json or
@@ -168,7 +183,19 @@ class ElmoConfig(PretrainedConfig):
         # and sizes are capped so that an absurd one fails here, with its name, instead of as a MemoryError.
         n_highway = checked_int("n_highway", n_highway, 0, MAX_LAYERS)
         char_embedding_dim = checked_int("char_embedding_dim", char_embedding_dim, 1, MAX_DIM)
-        n_characters = checked_int("n_characters", n_characters, MIN_CHARACTERS, MAX_DIM)
+        if char_vocabulary not in ("utf8", "lexicon"):
+            raise ValueError(f"char_vocabulary must be 'utf8' or 'lexicon', got {char_vocabulary!r}")
+        # bilm-tf's ids reach 261 whatever the text: fewer rows could not read them; a lexicon's ids are its own
+        n_characters = checked_int("n_characters", n_characters, MIN_CHARACTERS if char_vocabulary == "utf8" else 1,
+                                   MAX_DIM)
+        char_padding_id = checked_int("char_padding_id", char_padding_id, 0, n_characters - 1)
+        if char_vocabulary == "utf8" and char_padding_id != 0:
+            raise ValueError(f"char_padding_id must be 0 with char_vocabulary 'utf8' (the all-zero row of a padding "
+                             f"position), got {char_padding_id}")
+        word_embedding_dim = checked_int("word_embedding_dim", word_embedding_dim, 0, MAX_DIM)
+        word_vocab_size = checked_int("word_vocab_size", word_vocab_size, 1 if word_embedding_dim else 0, MAX_VOCAB)
+        if word_padding_id is not None:
+            word_padding_id = checked_int("word_padding_id", word_padding_id, 0, max(word_vocab_size - 1, 0))
         max_characters_per_token = checked_int("max_characters_per_token", max_characters_per_token, 3, MAX_DIM)
         lstm_dim = checked_int("lstm_dim", lstm_dim, 1, MAX_DIM)
         projection_dim = checked_int("projection_dim", projection_dim, 1, MAX_DIM)
@@ -192,6 +219,11 @@ class ElmoConfig(PretrainedConfig):
         self.n_highway = n_highway
         self.char_embedding_dim = char_embedding_dim
         self.n_characters = n_characters
+        self.char_vocabulary = char_vocabulary
+        self.char_padding_id = char_padding_id
+        self.word_embedding_dim = word_embedding_dim
+        self.word_vocab_size = word_vocab_size
+        self.word_padding_id = word_padding_id
         self.max_characters_per_token = max_characters_per_token
         self.activation = activation
         self.lstm_dim = lstm_dim
@@ -225,6 +257,17 @@ class ElmoConfig(PretrainedConfig):
         """Channels out of the character CNN (the highway width)."""
         return sum(n for _, n in self.char_cnn_filters)
 
+    @property
+    def token_input_dim(self) -> int:
+        """Width of the token representation before its projection: [word embedding; character CNN output]."""
+        return self.word_embedding_dim + self.n_filters
+
+    @property
+    def has_token_projection(self) -> bool:
+        """Whether the token representation is projected to ``projection_dim``: bilm-tf leaves the projection out
+        where the widths already agree; ELMoForManyLangs (a word embedding) always has one."""
+        return self.word_embedding_dim > 0 or self.token_input_dim != self.projection_dim
+
     def estimated_num_parameters(self) -> int:
         """The biLM's parameter count these sizes imply (character CNN, highway, projection, both directions' LSTMs)
         and the LM softmax when there is a vocabulary: what building the model would allocate."""
@@ -233,7 +276,8 @@ class ElmoConfig(PretrainedConfig):
         highway = self.n_highway * (2 * f * f + 2 * f)
         lstm = 2 * self.n_layers * (2 * p * 4 * h + 4 * h + h * p)
         softmax = self.vocab_size * (2 * p + 1)
-        return cnn + highway + (f * p + p) + lstm + softmax
+        words = self.word_vocab_size * self.word_embedding_dim
+        return cnn + highway + words + (self.token_input_dim * p + p) + lstm + softmax
 
     @property
     def hidden_size(self) -> int:

@@ -58,20 +58,27 @@ class ElmoCharacterEncoder(nn.Module):
     """Character embedding → convolutions (max over positions, then the activation) → highway → projection.
 
     ``highways[k]`` holds the transform and carry matrices stacked as one ``nn.Linear(F, 2F)`` (transform rows first)
-    so that each highway layer is one matrix product.
+    so that each highway layer is one matrix product. With ``config.word_embedding_dim`` (ELMoForManyLangs) a word
+    embedding of the word ids is concatenated before the highway output, ``[word; characters]``, and the projection
+    reads both.
     """
 
     def __init__(self, config: ElmoConfig, cache: PackedLinearCache) -> None:
         super().__init__()
         self.config = config
         self._cache = cache
-        self.char_embedding = nn.Embedding(config.n_characters, config.char_embedding_dim, padding_idx=0)
+        self.char_embedding = nn.Embedding(config.n_characters, config.char_embedding_dim,
+                                           padding_idx=config.char_padding_id)
+        self.word_embedding = (nn.Embedding(config.word_vocab_size, config.word_embedding_dim,
+                                            padding_idx=config.word_padding_id)
+                               if config.word_embedding_dim else None)
         self.convolutions = nn.ModuleList(
             nn.Conv1d(config.char_embedding_dim, n, width) for width, n in config.char_cnn_filters
         )
         n_filters = config.n_filters
         self.highways = nn.ModuleList(nn.Linear(n_filters, 2 * n_filters) for _ in range(config.n_highway))
-        self.projection = nn.Linear(n_filters, config.projection_dim) if n_filters != config.projection_dim else None
+        self.projection = (nn.Linear(config.token_input_dim, config.projection_dim) if config.has_token_projection
+                           else None)
         self.activation = torch.relu if config.activation == "relu" else torch.tanh
 
 
@@ -115,8 +122,9 @@ class ElmoCharacterEncoder(nn.Module):
             outputs.append(torch.cat(parts, dim=-1))
         return torch.cat(outputs) if outputs else x.new_zeros(0, weight.shape[0])
 
-    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
-        """``char_ids`` (words, max_characters_per_token) → token representations (words, projection_dim)."""
+    def forward(self, char_ids: torch.Tensor, word_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """``char_ids`` (words, max_characters_per_token) and, with a word embedding, ``word_ids`` (words,) → token
+        representations (words, projection_dim)."""
         x = self.char_embedding(char_ids)  # (words, chars, emb)
         if self._cache.usable(x, self.convolutions[0].weight):
             pooled = [self._pooled_fused(x)]
@@ -130,6 +138,8 @@ class ElmoCharacterEncoder(nn.Module):
             transform, carry = proj[..., :n], proj[..., n:]
             gate = torch.sigmoid(carry)
             h = gate * torch.relu(transform) + (1 - gate) * h
+        if self.word_embedding is not None:
+            h = torch.cat([self.word_embedding(word_ids), h], dim=-1)
         if self.projection is not None:
             h = self._cache.linear(h, self.projection.weight, self.projection.bias)
         return h
@@ -485,9 +495,31 @@ def _check_char_ids(input_ids: Any, config: ElmoConfig) -> torch.Tensor:
     return input_ids.long()
 
 
-def _word_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """(batch, words) bool mask of real words: the attention mask, or the words that are not all-zero."""
-    return attention_mask.bool() if attention_mask is not None else (input_ids > 0).any(dim=-1)
+def _word_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, padding_id: int = 0) -> torch.Tensor:
+    """(batch, words) bool mask of real words: the attention mask, or the words whose row is not all
+    ``padding_id`` (``config.char_padding_id``: the all-zero row of bilm-tf's ids; a lexicon's all-``<pad>`` row,
+    which no word has, since a word's first slot is a boundary marker)."""
+    return attention_mask.bool() if attention_mask is not None else (input_ids != padding_id).any(dim=-1)
+
+
+def _check_word_ids(token_ids: Any, input_ids: torch.Tensor, config: ElmoConfig) -> torch.Tensor:
+    """The word ids a model with a word embedding reads beside the characters: (batch, words) in
+    [0, word_vocab_size)."""
+    if token_ids is None:
+        raise ValueError(f"this ELMo (ELMoForManyLangs) reads word ids beside the characters: pass token_ids "
+                         f"(batch, words), as its tokenizer returns them, besides input_ids")
+    if not isinstance(token_ids, torch.Tensor) or token_ids.dtype.is_floating_point or token_ids.dtype == torch.bool:
+        raise TypeError(f"token_ids must be a tensor of integer word ids, got "
+                        f"{getattr(token_ids, 'dtype', type(token_ids).__name__)}")
+    if tuple(token_ids.shape) != tuple(input_ids.shape[:2]):
+        raise ValueError(f"token_ids shape {tuple(token_ids.shape)} does not match input_ids' (batch, words) = "
+                         f"{tuple(input_ids.shape[:2])}")
+    if token_ids.numel() and not tracing():
+        lo, hi = int(token_ids.min()), int(token_ids.max())
+        if lo < 0 or hi >= config.word_vocab_size:
+            raise ValueError(f"word ids (token_ids) must lie in [0, {config.word_vocab_size}), got values in "
+                             f"[{lo}, {hi}]")
+    return token_ids.long()
 
 
 class ElmoModel(ElmoPreTrainedModel):
@@ -524,7 +556,9 @@ class ElmoModel(ElmoPreTrainedModel):
         character ids), and with ``input_products`` the first layer's input products too (``TokenEmbeddingCache``:
         128 KB a word at the original size), so that in eval mode those words skip the character encoder; the
         sentence boundaries ``<S>``/``</S>`` are always included. Outputs are the same with and without the cache.
-        Replaces any previous cache; returns the number of words cached."""
+        Replaces any previous cache; returns the number of words cached. Not for a model with a word embedding
+        (ELMoForManyLangs), whose token representation depends on the word id too."""
+        self._check_token_cache_supported()
         if isinstance(words, torch.Tensor):
             rows = _check_char_ids(words.unsqueeze(0) if words.dim() == 2 else words, self.config)[0]
         else:
@@ -541,6 +575,11 @@ class ElmoModel(ElmoPreTrainedModel):
         cache.refresh(self)
         self._token_cache = cache
         return len(cache)
+
+    def _check_token_cache_supported(self) -> None:
+        if self.config.word_embedding_dim:
+            raise ValueError("the token-embedding cache keys words by their characters; this model's token "
+                             "representation also reads a word embedding (ELMoForManyLangs): not supported")
 
     def clear_token_cache(self) -> None:
         """Forgets the cached token representations (every word goes through the character encoder again)."""
@@ -574,6 +613,7 @@ class ElmoModel(ElmoPreTrainedModel):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        self._check_token_cache_supported()
         path = Path(path)
         if path.is_dir():
             path = path / self.TOKEN_CACHE_FILE
@@ -681,18 +721,22 @@ class ElmoModel(ElmoPreTrainedModel):
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        token_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> ElmoModelOutput | tuple:
         """
         Args:
             input_ids: (batch, words, max_characters_per_token) character ids from [`ElmoTokenizer`].
+            token_ids: (batch, words) word ids, read by a model with a word embedding (``config.word_embedding_dim``,
+                ELMoForManyLangs; its tokenizer returns them); ignored otherwise (``ElmoTokenizer``'s
+                ``return_token_ids`` gives the LM head's labels under that name).
             attention_mask: (batch, words), 1 for real words; derived from ``input_ids`` (all-zero words are padding)
                 when omitted. Left, right or any other padding is handled.
             state: recurrent state to start from (see ``use_cache``); zeros when omitted.
             use_cache: return ``output.state``, the state after each row's last word.
             output_hidden_states: return every biLM layer (default True: ELMo's layers are its product).
         """
-        for ignored in ("token_ids", "token_type_ids", "num_items_in_batch"):
+        for ignored in ("token_type_ids", "num_items_in_batch"):
             kwargs.pop(ignored, None)
         if kwargs:
             raise TypeError(f"ElmoModel.forward got unexpected arguments: {sorted(kwargs)}")
@@ -701,8 +745,9 @@ class ElmoModel(ElmoPreTrainedModel):
         cfg = self.config
         input_ids = _check_char_ids(input_ids, cfg)
         batch, width, _ = input_ids.shape
+        word_ids = _check_word_ids(token_ids, input_ids, cfg) if cfg.word_embedding_dim else None
         if attention_mask is None:
-            mask = (input_ids > 0).any(dim=-1)
+            mask = _word_mask(input_ids, None, cfg.char_padding_id)
         else:
             if tuple(attention_mask.shape) != (batch, width):
                 raise ValueError(
@@ -721,10 +766,17 @@ class ElmoModel(ElmoPreTrainedModel):
         else:
             h0, c0 = self._check_state(state, batch)
             h0, c0 = h0.to(device), c0.to(device)
-        # the character encoder reads each distinct word once (padding is one all-zero "word")
+        # the character encoder reads each distinct word once (padding is one all-zero "word"); with a word
+        # embedding a word is its characters and its word id (the last column)
         n_chars = input_ids.shape[-1]
-        words, word_of = torch.unique(input_ids.reshape(batch * width, n_chars), dim=0, return_inverse=True)
-        tokens, first_inputs = self._token_representations(words)
+        keys = input_ids.reshape(batch * width, n_chars)
+        if word_ids is not None:
+            keys = torch.cat([keys, word_ids.to(device).reshape(-1, 1)], dim=1)
+        words, word_of = torch.unique(keys, dim=0, return_inverse=True)
+        if word_ids is None:
+            tokens, first_inputs = self._token_representations(words)
+        else:
+            tokens, first_inputs = self.char_encoder(words[:, :n_chars], words[:, n_chars]), None
         token_layer = tokens[word_of].view(batch, width, cfg.projection_dim) * mask.unsqueeze(-1).to(tokens.dtype)
         bilm_layers, new_state = self.bilm(tokens, word_of.reshape(-1), mask, h0, c0, traceable=self.graph_mode,
                                            first_inputs=first_inputs)
@@ -771,7 +823,7 @@ class ElmoForSequenceClassification(_ElmoHeadModel):
                 return_dict: bool | None = None, **kwargs: Any) -> ElmoClassifierOutput | tuple:
         out = self.elmo(input_ids, attention_mask, output_hidden_states=output_hidden_states, return_dict=True,
                         **kwargs)
-        mask = _word_mask(input_ids, attention_mask).to(out.last_hidden_state.device)
+        mask = _word_mask(input_ids, attention_mask, self.config.char_padding_id).to(out.last_hidden_state.device)
         x = self.dropout(out.last_hidden_state)
         m = mask.unsqueeze(-1).to(x.dtype)
         pooled = (x * m).sum(1) / m.sum(1).clamp_min(1)
@@ -1028,7 +1080,7 @@ class ElmoForLanguageModeling(ElmoPreTrainedModel):
             labels = labels.to(top.device).long()
             if labels.shape != top.shape[:2]:
                 raise ValueError(f"labels shape {tuple(labels.shape)} must be (batch, words) = {tuple(top.shape[:2])}")
-            mask = _word_mask(input_ids, attention_mask).to(top.device)
+            mask = _word_mask(input_ids, attention_mask, self.config.char_padding_id).to(top.device)
             # forward: position t predicts t+1; backward: position t+1 predicts t (both must be real words)
             pair = mask[:, :-1] & mask[:, 1:]
             fwd_targets = labels[:, 1:].masked_fill(~pair, -100)
