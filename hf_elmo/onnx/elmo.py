@@ -26,7 +26,8 @@ from optimum.utils.normalized_config import NormalizedConfig
 from transformers.modeling_outputs import ModelOutput
 
 from ..models.elmo.tokenization_elmo import BOW_CHAR, EOW_CHAR, PAD_CHAR
-from .config import HfElmoOnnxConfig, PaddedDummyInputGenerator, check_id_range, checked_mask, register_onnx_config
+from .config import (HfElmoOnnxConfig, PaddedDummyInputGenerator, UnsupportedExportError, check_id_range,
+                     checked_mask, register_onnx_config)
 
 ELMO_TASKS = ("feature-extraction", "text-classification", "token-classification", "bidirectional-lm")
 
@@ -153,6 +154,12 @@ class ElmoOnnxConfig(HfElmoOnnxConfig):
         "token-classification": "token-classification",
         "bidirectional-lm": None,  # no Hub pipeline for a bidirectional LM
     }
+
+    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+        if getattr(config, "word_embedding_dim", 0):  # the graph's inputs are the character ids and the mask only
+            raise UnsupportedExportError("no ONNX export of an ELMo that reads word ids beside the characters "
+                                         "(ELMoForManyLangs: config.word_embedding_dim > 0)")
+        super().__init__(config, *args, **kwargs)
 
     @property
     def outputs(self) -> dict[str, dict[int, str]]:
