@@ -10,6 +10,11 @@ This module does the same with the standard library only: the fastai rules are r
 its sibling ``english_splitter.py`` (``EnglishWordSplitter``) implements spaCy's tokenizer algorithm with the
 punctuation rules and tokenizer exceptions of spaCy 3's English language data, so that a vocabulary trained with
 fastai gives the same ids.
+
+fastai's other tokenizer, ``SentencePieceTokenizer`` (MultiFiT and the community ULMFiT models), runs the same rules
+and then a SentencePiece model instead of the word splitter; ``AWDLSTMTokenizer(spm_file=...)`` does the same with the
+``sentencepiece`` package (imported only then). Its ids are fastai's too: the index of the piece in fastai's
+vocabulary (built from piece counts, see ``make_vocab``), not SentencePiece's own ids.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import html
 import json
 import os
 import re
+import tempfile
 from collections import Counter
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import transformers
@@ -32,7 +39,7 @@ _EXTRA_SPECIALS_KWARG = (
     "extra_special_tokens" if int(transformers.__version__.split(".")[0]) >= 5 else "additional_special_tokens"
 )
 
-VOCAB_FILES_NAMES = {"vocab_file": "vocab.json"}
+VOCAB_FILES_NAMES = {"vocab_file": "vocab.json", "spm_file": "spm.model"}
 
 # fastai's special tokens, in fastai's order (``defaults.text_spec_tok``): a fastai vocabulary starts with them.
 UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ = (
@@ -40,6 +47,7 @@ UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ = (
 )
 SPECIAL_TOKENS = (UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK_MAJ)
 FAKE_TOKEN = "xxfake"  # fastai pads its vocabularies with it to a multiple of 8
+SPIECE = "\u2581"  # SentencePiece's word-boundary mark ("▁")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -237,6 +245,96 @@ def make_vocab(count: Counter, min_freq: int = 3, max_vocab: int = 60000,
     return vocab + [FAKE_TOKEN] * (8 - len(vocab) % 8)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# fastai's SentencePieceTokenizer (fastai/text/core.py): the same rules, then SentencePiece
+# ----------------------------------------------------------------------------------------------------------------
+# SentencePieceTokenizer's defaults: at most 30,000 pieces when the size is derived from the texts; character
+# coverage 0.99999 for the languages of its eu_langs ("en" included), 0.9998 for the others
+SPM_MAX_VOCAB_SIZE = 30000
+SPM_CHARACTER_COVERAGE = 0.99999
+
+
+def _sentencepiece() -> Any:
+    """The ``sentencepiece`` package, imported only for SentencePiece tokenizers (a word-level folder loads
+    without it; the ``try`` also keeps transformers' remote-code check from requiring it)."""
+    try:
+        import sentencepiece
+    except ImportError:
+        raise ImportError("a SentencePiece AWD-LSTM tokenizer needs the sentencepiece package: "
+                          "pip install sentencepiece") from None
+    return sentencepiece
+
+
+def load_sentencepiece(spm_file: str | os.PathLike) -> Any:
+    """A ``SentencePieceProcessor`` of ``spm_file``; FileNotFoundError / ValueError naming the file otherwise."""
+    if not os.path.isfile(spm_file):
+        raise FileNotFoundError(f"SentencePiece model file not found: {spm_file}")
+    try:
+        return _sentencepiece().SentencePieceProcessor(model_file=os.fspath(spm_file))
+    except RuntimeError as e:
+        raise ValueError(f"{spm_file} is not a SentencePiece model: {' '.join(str(e).split())[:200]}") from None
+
+
+def sentencepiece_tokenize(text: str, sp_model: Any, add_bos: bool = True, add_eos: bool = False) -> list[str]:
+    """fastai's ``Tokenizer(SentencePieceTokenizer(...))`` on one text: the rules (``apply_rules``), then
+    SentencePiece's pieces (``EncodeAsPieces``: ``▁`` marks a word start, NFKC-normalised; a run of characters the
+    model does not know is one piece of its surface text). The markers come out as pieces (``▁xxbos``, ``▁xxmaj``)."""
+    if not isinstance(text, str):
+        raise TypeError(f"sentencepiece_tokenize needs a str, got {type(text).__name__}")
+    return sp_model.encode(apply_rules(text, add_bos=add_bos, add_eos=add_eos), out_type=str)
+
+
+def join_pieces(pieces: Sequence[str]) -> str:
+    """SentencePiece pieces as text: ``▁`` → a space; fastai's special tokens (what an id 0–8 reads as, e.g. the
+    ``xxunk`` of an unknown piece) stand as words of their own."""
+    return "".join(SPIECE + p + SPIECE if p in SPECIAL_TOKENS else p for p in pieces).replace(SPIECE, " ")
+
+
+def sentencepiece_vocab_size(lines: Iterable[str], max_vocab_size: int = SPM_MAX_VOCAB_SIZE) -> int:
+    """fastai's ``SentencePieceTokenizer._get_vocab_sz``: a quarter of the distinct space-separated words of the
+    rule-processed texts, rounded up to a multiple of 8, at least 29, at most ``max_vocab_size``."""
+    count: Counter = Counter()
+    for line in lines:
+        count.update(line.split())
+        if len(count) // 4 > max_vocab_size:
+            return max_vocab_size
+    size = len(count) // 4
+    return max(size + (-size) % 8, 29)
+
+
+def train_sentencepiece(texts: Iterable[str], output_dir: str | os.PathLike, vocab_size: int | None = None,
+                        model_type: str = "unigram", character_coverage: float = SPM_CHARACTER_COVERAGE,
+                        max_vocab_size: int = SPM_MAX_VOCAB_SIZE) -> Path:
+    """A SentencePiece model trained as fastai's ``SentencePieceTokenizer.setup``/``train`` trains one: every text
+    through the rules, written as one line of ``output_dir/texts.out`` (a text holding newlines as several), then
+    ``SentencePieceTrainer`` with fastai's arguments: the nine ``▁``-prefixed special tokens as user-defined symbols
+    (ids 0–8), ``<unk>`` at 9, no pad/bos/eos pieces, a soft vocabulary limit. ``vocab_size`` None: fastai's rule
+    (``sentencepiece_vocab_size``). Returns ``output_dir/spm.model``; nothing is downloaded."""
+    if isinstance(texts, str):
+        raise TypeError("train_sentencepiece needs an iterable of texts, got one str")
+    spm = _sentencepiece()
+    output_dir = Path(output_dir)
+    raw = output_dir / "texts.out"
+    with open(raw, "w", encoding="utf-8") as f:
+        for text in texts:
+            f.write(f"{apply_rules(text)}\n")
+    if vocab_size is None:
+        with open(raw, encoding="utf-8") as f:
+            vocab_size = sentencepiece_vocab_size(f, max_vocab_size)
+    try:
+        spm.SentencePieceTrainer.Train(
+            input=str(raw), vocab_size=int(vocab_size), model_prefix=str(output_dir / "spm"),
+            character_coverage=character_coverage, model_type=model_type, unk_id=len(SPECIAL_TOKENS), pad_id=-1,
+            bos_id=-1, eos_id=-1, minloglevel=2, user_defined_symbols=[SPIECE + t for t in SPECIAL_TOKENS],
+            hard_vocab_limit=False)
+    except RuntimeError as e:
+        raise ValueError(f"SentencePiece could not be trained on these texts (vocab_size {vocab_size}, model_type "
+                         f"{model_type}): {' '.join(str(e).split())[:300]}") from None
+    finally:
+        raw.unlink()
+    return output_dir / "spm.model"
+
+
 def _refuse_offsets(kwargs: dict) -> None:
     """transformers 5 would silently return no offsets; 4.x says only that slow tokenizers have none."""
     if kwargs.get("return_offsets_mapping"):
@@ -261,6 +359,11 @@ class AWDLSTMTokenizer(PreTrainedTokenizer):
             model (``reverse_text``: the whole document flipped on its own, ``xxbos`` last, before any padding).
             ``tokenize`` and the ids are then in the model's reading order, a pre-split input is taken in that
             order too, and ``decode`` reverses back to the text.
+        spm_file: ``spm.model``, a SentencePiece model: fastai's ``SentencePieceTokenizer`` instead of the word
+            splitter (the same rules first, then SentencePiece; see ``sentencepiece_tokenize``). Tokens are then
+            pieces (``▁xxbos``, ``▁xxmaj``, ``▁hello``) and ids index fastai's vocabulary (``vocab_file``), whose
+            entries 0–8 (``xxbos`` without ``▁``) the pieces never are; ``decode`` joins the pieces. Saved beside
+            ``vocab.json``; a folder holding ``spm.model`` loads as a SentencePiece tokenizer.
 
     A pre-split input (``is_split_into_words=True`` or a list of strings to ``convert_tokens_to_ids``) is taken as
     fastai tokens and only numericalised, as fastai's ``Tokenizer`` passes lists through.
@@ -273,6 +376,7 @@ class AWDLSTMTokenizer(PreTrainedTokenizer):
         self,
         vocab_file: str | None = None,
         itos: Sequence[str] | None = None,
+        spm_file: str | os.PathLike | None = None,
         unk_token: str = UNK,
         pad_token: str = PAD,
         bos_token: str = BOS,
@@ -302,6 +406,7 @@ class AWDLSTMTokenizer(PreTrainedTokenizer):
         if not isinstance(backwards, bool):
             raise ValueError(f"backwards must be True or False, got {backwards!r}")
         self.backwards = backwards
+        self.sp_model = None if spm_file is None else load_sentencepiece(spm_file)
         self._unk = str(unk_token)
         legacy = kwargs.pop("additional_special_tokens", None)
         if isinstance(extra_special_tokens, dict):  # transformers 4.x's named extra tokens: not ours
@@ -336,6 +441,12 @@ class AWDLSTMTokenizer(PreTrainedTokenizer):
         return itos
 
     # ----- vocabulary -----
+    @property
+    def document_start_id(self) -> int | None:
+        """The id every document starts with, the model's ``bos_token_id``: ``xxbos``'s, or for SentencePiece
+        ``▁xxbos``'s (the piece the model reads; ``xxbos`` itself never occurs); None when the vocabulary lacks it."""
+        return self.o2i.get(BOS if self.sp_model is None else SPIECE + BOS)
+
     @property
     def vocab_size(self) -> int:
         return len(self.itos)
@@ -375,11 +486,18 @@ class AWDLSTMTokenizer(PreTrainedTokenizer):
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         """Text from fastai tokens: the case and repetition rules undone (``decode_spec_tokens``), the other special
-        tokens (``xxbos``, ``xxpad``, ``xxunk``, ...) left out, the words spaced as text (``detokenize``)."""
-        return detokenize(self._words(tokens))
+        tokens (``xxbos``, ``xxpad``, ``xxunk``, ...) left out, the words spaced as text (``detokenize``; pieces
+        keep SentencePiece's spaces)."""
+        return self._text(self._words(tokens))
+
+    def _text(self, words: Sequence[str]) -> str:
+        return " ".join(words) if self.sp_model is not None else detokenize(words)
 
     def _words(self, tokens: Sequence[str]) -> list[str]:
-        """The words that fastai tokens stand for: the rules undone, the other special tokens left out."""
+        """The words that fastai tokens stand for (SentencePiece pieces joined into words first): the rules undone,
+        the other special tokens left out."""
+        if self.sp_model is not None:
+            tokens = join_pieces(tokens).split()
         specials = set(self.all_special_tokens)
         return [t for t in decode_spec_tokens(tokens) if t not in specials]
 
@@ -398,11 +516,15 @@ class AWDLSTMTokenizer(PreTrainedTokenizer):
         if self.backwards:  # the model's reading order back to the text's
             tokens = tokens[::-1]
         if not skip_special_tokens:
-            return " ".join(tokens)
+            return " ".join(join_pieces(tokens).split() if self.sp_model is not None else tokens)
+        tokens = [t for t in tokens if t != self.pad_token]
         words = self._words(tokens)
-        first = next((t for t in tokens if t != self.pad_token), None)
-        continues = first is not None and first != self.bos_token
-        return (" " if continues and words and not _attaches_left(words[0]) else "") + detokenize(words)
+        continues = bool(tokens) and tokens[0] not in (self.bos_token, SPIECE + self.bos_token)
+        if self.sp_model is not None:  # a piece says itself whether it starts a word
+            spaced = join_pieces(tokens).startswith(" ")
+        else:
+            spaced = bool(words) and not _attaches_left(words[0])
+        return (" " if continues and words and spaced else "") + self._text(words)
 
     def get_special_tokens_mask(self, token_ids_0: list[int], token_ids_1: list[int] | None = None,
                                 already_has_special_tokens: bool = False) -> list[int]:
@@ -412,25 +534,39 @@ class AWDLSTMTokenizer(PreTrainedTokenizer):
         if token_ids_1 is not None:
             raise ValueError("AWDLSTMTokenizer encodes single texts; a pair of sequences is not supported")
         special = set(self.all_special_ids)
+        if self.sp_model is not None:  # the markers as SentencePiece writes them: "▁xxbos", "▁xxmaj", ...
+            special |= {self.o2i[SPIECE + t] for t in SPECIAL_TOKENS if SPIECE + t in self.o2i}
         return [int(i in special) for i in token_ids_0]
 
 
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:
         if not os.path.isdir(save_directory):
             raise ValueError(f"save_vocabulary needs an existing directory, got {save_directory}")
-        path = os.path.join(save_directory, (filename_prefix + "-" if filename_prefix else "") + "vocab.json")
+        prefix = os.path.join(save_directory, filename_prefix + "-" if filename_prefix else "")
+        path = prefix + VOCAB_FILES_NAMES["vocab_file"]
         with open(path, "w", encoding="utf-8") as f:
             json.dump(self.itos, f, ensure_ascii=False, indent=0)
-        return (path,)
+        if self.sp_model is None:
+            return (path,)
+        spm_path = prefix + VOCAB_FILES_NAMES["spm_file"]
+        with open(spm_path, "wb") as f:
+            f.write(self.sp_model.serialized_model_proto())
+        return (path, spm_path)
 
     # ----- tokenisation -----
     def tokenize(self, text: str, add_special_tokens: bool = True, **kwargs: Any) -> list[str]:  # type: ignore[override]
         """fastai's tokens for one text (``xxbos`` first unless ``add_special_tokens=False``)."""
         add_bos = kwargs.pop("_awd_add_bos", add_special_tokens)
-        return self._reading_order(fastai_tokenize(text, add_bos=add_bos, post_rules=self.replace_space))
+        return self._reading_order(self._fastai_tokens(text, add_bos))
 
     def _tokenize(self, text: str, **kwargs: Any) -> list[str]:
-        return self._reading_order(fastai_tokenize(text, add_bos=False, post_rules=self.replace_space))
+        return self._reading_order(self._fastai_tokens(text, False))
+
+    def _fastai_tokens(self, text: str, add_bos: bool) -> list[str]:
+        """fastai's tokens of one text, in the text's order: words, or SentencePiece pieces."""
+        if self.sp_model is not None:
+            return sentencepiece_tokenize(text, self.sp_model, add_bos=add_bos)
+        return fastai_tokenize(text, add_bos=add_bos, post_rules=self.replace_space)
 
     def _reading_order(self, tokens: list[str]) -> list[str]:
         """The tokens in the order the model reads them: the text's, or reversed for a backward model."""
@@ -468,22 +604,51 @@ class AWDLSTMTokenizer(PreTrainedTokenizer):
     # ----- vocabulary building -----
     @staticmethod
     def build_vocab(texts: Iterable[str], min_freq: int = 3, max_vocab: int = 60000,
-                    replace_space: bool = False) -> list[str]:
+                    replace_space: bool = False, sp_model: Any = None) -> list[str]:
         """A vocabulary (itos) exactly as fastai builds one from these texts (``Numericalize.setups``/``make_vocab``):
-        every text tokenised (``xxbos`` included), fastai's nine special tokens first, then the tokens seen at least
-        ``min_freq`` times by falling frequency (ties in order of first appearance), at most ``max_vocab`` entries,
-        padded with ``xxfake`` to a multiple of 8."""
+        every text tokenised (``xxbos`` included; into SentencePiece pieces with ``sp_model``), fastai's nine
+        special tokens first, then the tokens seen at least ``min_freq`` times by falling frequency (ties in order
+        of first appearance), at most ``max_vocab`` entries, padded with ``xxfake`` to a multiple of 8."""
         if isinstance(texts, str):
             raise TypeError("build_vocab needs an iterable of texts, got one str")
         count: Counter = Counter()
         for text in texts:
-            count.update(fastai_tokenize(text, post_rules=replace_space))
+            count.update(fastai_tokenize(text, post_rules=replace_space) if sp_model is None
+                         else sentencepiece_tokenize(text, sp_model))
         return make_vocab(count, min_freq=min_freq, max_vocab=max_vocab)
 
+    def with_vocabulary(self, itos: Sequence[str]) -> "AWDLSTMTokenizer":
+        """This tokenizer (its splitter or SentencePiece model, ``replace_space``, ``backwards``) with the vocabulary
+        ``itos`` instead: fastai's vocabulary adaptation keeps the tokenization and renumbers the tokens."""
+        with tempfile.TemporaryDirectory() as tmp:
+            spm_file = None
+            if self.sp_model is not None:
+                spm_file = Path(tmp) / VOCAB_FILES_NAMES["spm_file"]
+                spm_file.write_bytes(self.sp_model.serialized_model_proto())
+            return type(self)(itos=itos, spm_file=spm_file, replace_space=self.replace_space,
+                              backwards=self.backwards)
+
     @classmethod
-    def from_texts(cls, texts: Iterable[str], min_freq: int = 3, max_vocab: int = 60000,
-                   **kwargs: Any) -> "AWDLSTMTokenizer":
-        """A tokenizer whose vocabulary is built from ``texts`` as fastai would (see ``build_vocab``)."""
-        itos = cls.build_vocab(texts, min_freq=min_freq, max_vocab=max_vocab,
-                               replace_space=kwargs.get("replace_space", False))
-        return cls(itos=itos, **kwargs)
+    def from_texts(cls, texts: Iterable[str], min_freq: int = 3, max_vocab: int = 60000, sentencepiece: bool = False,
+                   vocab_size: int | None = None, model_type: str = "unigram",
+                   character_coverage: float = SPM_CHARACTER_COVERAGE, **kwargs: Any) -> "AWDLSTMTokenizer":
+        """A tokenizer whose vocabulary is built from ``texts`` as fastai would (see ``build_vocab``).
+
+        ``sentencepiece=True``: first a SentencePiece model of ``vocab_size`` pieces (None: fastai's rule from the
+        texts) trained on them as fastai's ``SentencePieceTokenizer`` trains one (``train_sentencepiece``, in a
+        temporary folder), then fastai's vocabulary of its pieces; ``model_type`` and ``character_coverage`` are
+        SentencePieceTokenizer's (fastai uses 0.9998 for languages outside its ``eu_langs``)."""
+        if isinstance(texts, str):
+            raise TypeError("from_texts needs an iterable of texts, got one str")
+        if not sentencepiece:
+            if vocab_size is not None:
+                raise ValueError("vocab_size is the SentencePiece model's size: give sentencepiece=True too")
+            itos = cls.build_vocab(texts, min_freq=min_freq, max_vocab=max_vocab,
+                                   replace_space=kwargs.get("replace_space", False))
+            return cls(itos=itos, **kwargs)
+        texts = list(texts)
+        with tempfile.TemporaryDirectory() as tmp:
+            spm_file = train_sentencepiece(texts, tmp, vocab_size=vocab_size, model_type=model_type,
+                                           character_coverage=character_coverage)
+            itos = cls.build_vocab(texts, min_freq=min_freq, max_vocab=max_vocab, sp_model=load_sentencepiece(spm_file))
+            return cls(itos=itos, spm_file=spm_file, **kwargs)
