@@ -65,6 +65,7 @@ def render_awd_lstm_card(
     notes: list[str] | None = None,
     training: TrainingReport | None = None,
     example_texts: list[str] | None = None,
+    sentencepiece: bool = False,
 ) -> ModelCard:
     """Renders the card of an AWD-LSTM (ULMFiT) checkpoint: a converted fastai one (``source``) or one trained by
     hf-elmo's ULMFiT recipe (``training``).
@@ -85,6 +86,9 @@ def render_awd_lstm_card(
         training: how a model trained here was trained and what it measured (instead of ``source``).
         example_texts: texts of the model's domain for the usage snippet (a classifier's inputs; a language model's
             prompt is the first); default: two film reviews / "The meaning of life is".
+        sentencepiece: the tokenizer is fastai's ``SentencePieceTokenizer`` (the rules, then a SentencePiece model;
+            ``spm.model`` in the folder) rather than its default word tokenizer (the rules, then spaCy's English
+            tokenizer): the card's usage and vocabulary say which.
     """
     if kind not in AWD_LSTM_KINDS:
         raise ValueError(f"render_awd_lstm_card: unknown kind {kind!r}; one of {AWD_LSTM_KINDS}")
@@ -122,6 +126,8 @@ def render_awd_lstm_card(
         num_layers=config.num_layers,
         bidirectional=config.bidirectional,
         backwards=getattr(config, "backwards", False),
+        sentencepiece=sentencepiece,
+        bos_token="▁xxbos" if sentencepiece else "xxbos",
         layer_sizes=layer_sizes_text(config),
         tie_weights=config.tie_weights,
         out_bias=config.out_bias,

@@ -35,7 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The conversion's arguments (shared by the subcommand and the standalone script)."""
     parser.add_argument("--weights", type=Path, required=True,
                         help="fastai weights: Learner.save's .pth, a state dict, or a fastai v1 file (lstm_wt103.pth)")
-    parser.add_argument("--vocab", type=Path, required=True, help="fastai's vocabulary: the pickled itos list (.pkl)")
+    parser.add_argument("--vocab", type=Path, required=True,
+                        help="fastai's vocabulary: the pickled itos list (.pkl), or a JSON list (.json)")
+    parser.add_argument("--spm-model", type=Path, metavar="SPM_MODEL",
+                        help="a model trained with fastai's SentencePieceTokenizer: its spm.model (the tokenizer runs "
+                             "fastai's rules, then SentencePiece; ids are --vocab's)")
     parser.add_argument("--output", type=Path, required=True, help="folder to write (new or empty)")
     parser.add_argument("--bptt", type=_positive_int, default=72,
                         help="classifier: chunk length the documents are read in (fastai's seq_len; default 72)")
@@ -84,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             language=args.language,
             labels=args.labels,
             backwards=args.backwards,
+            spm_model=args.spm_model,
         )
     print(f"Wrote the converted AWD-LSTM to {output}")
     return 0

@@ -52,6 +52,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--hidden-size", type=int, default=1152,
                         help="--scratch model size: LSTM hidden size (ULMFiT's)")
     parser.add_argument("--num-layers", type=int, default=3, help="--scratch model size: LSTM layers (ULMFiT's)")
+    parser.add_argument("--tokenizer", choices=("word", "sentencepiece"), default="word",
+                        help="--scratch tokenizer: fastai's rules, then spaCy's English word splitting (word) or a "
+                             "SentencePiece model trained on the texts as fastai's SentencePieceTokenizer trains one")
+    parser.add_argument("--spm-vocab-size", type=int, default=None,
+                        help="--tokenizer sentencepiece: the SentencePiece model's size (default: fastai's rule, a "
+                             "quarter of the texts' distinct words, at most 30,000)")
     parser.add_argument("--bf16", action="store_true", help="train under bfloat16 autocast")
     add_threads_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="random seed of every stage")
@@ -203,6 +209,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--push-to-hub and --push-lm-to-hub name the same repository: give each model its own")
     if args.pretrained:  # before the data is read: a folder of another type would train a random model
         check_model_folder(args.pretrained, "awd_lstm", role="--pretrained")
+    if args.spm_vocab_size is not None and args.tokenizer != "sentencepiece":
+        raise ValueError("--spm-vocab-size is the SentencePiece model's size: give --tokenizer sentencepiece too")
+    if args.tokenizer == "sentencepiece" and args.pretrained:
+        raise ValueError("--tokenizer builds the tokenizer of an LM trained with --scratch: a --pretrained LM brings "
+                         "its own (a SentencePiece one when it was trained so)")
+    tokenizer_options = ({"sentencepiece": True, "vocab_size": args.spm_vocab_size}
+                         if args.tokenizer == "sentencepiece" else None)
     train_x, train_raw = tabular.read_labelled(args.train, args.text_column, args.label_column)
     train_y, classes = _label_ids(train_raw)
     valid_x = valid_y = None
@@ -217,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
         result = run_ulmfit(
             train_x, train_y, valid_x, valid_y, pretrained=args.pretrained, pretraining_texts=pretraining,
             scratch_config=dict(emb_size=args.emb_size, hidden_size=args.hidden_size, num_layers=args.num_layers),
-            settings=settings, output_dir=args.output, lm_eval_texts=lm_valid,
+            settings=settings, output_dir=args.output, lm_eval_texts=lm_valid, tokenizer_options=tokenizer_options,
         )
     if args.output or pushes:
         data, datasets = _describe(args.train, len(train_x))

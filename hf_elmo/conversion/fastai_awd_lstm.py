@@ -472,9 +472,10 @@ def convert_fastai_awd_lstm(
     language: str = "en",
     labels: Sequence[str] | None = None,
     backwards: bool = False,
+    spm_model: str | os.PathLike | None = None,
 ) -> Path:
-    """Converts a fastai AWD-LSTM (language model or classifier, v1 or v2) and its vocabulary (fastai's ``itos``
-    pickle) into a ``save_pretrained`` folder.
+    """Converts a fastai AWD-LSTM (language model or classifier, v1 or v2) and its vocabulary (fastai's ``itos``:
+    a pickle, or a JSON list) into a ``save_pretrained`` folder.
 
     The folder holds ``config.json`` (with an ``auto_map`` for every Auto class), ``model.safetensors``, the
     tokenizer (``vocab.json``), the model's code (so it loads with ``trust_remote_code=True`` where hf_elmo is not
@@ -489,6 +490,10 @@ def convert_fastai_awd_lstm(
             ``label2id``; one per output); default: transformers' ``LABEL_0``, ``LABEL_1``, ...
         backwards: the model was trained on reversed documents (fastai's ``backwards=True``): the folder's config
             says so and its tokenizer reverses each document (``xxbos`` last), as fastai fed it.
+        spm_model: the ``spm.model`` of a model trained with fastai's ``SentencePieceTokenizer`` (MultiFiT, the
+            community ULMFiT models): the folder's tokenizer runs fastai's rules, then that SentencePiece model, and
+            numericalises the pieces with ``vocab`` (fastai's ids, not SentencePiece's); ``bos_token_id`` is then
+            ``▁xxbos``'s, the piece every document starts with.
 
     Raises:
         FileNotFoundError: an input file is missing.
@@ -499,21 +504,23 @@ def convert_fastai_awd_lstm(
     weights, vocab, output_dir = Path(weights), Path(vocab), Path(output_dir)
     if revision and not push_to_hub:
         raise ValueError("a revision (branch) only applies when pushing: give push_to_hub too")
-    for path, what in ((weights, "weight"), (vocab, "vocabulary")):
-        if not path.is_file():
+    spm_model = None if spm_model is None else Path(spm_model)
+    for path, what in ((weights, "weight"), (vocab, "vocabulary"), (spm_model, "SentencePiece model")):
+        if path is not None and not path.is_file():
             raise FileNotFoundError(f"fastai {what} file not found: {path}")
     check_output_dir(output_dir)
 
     register()
-    itos = read_itos_pickle(vocab)
+    itos = read_vocabulary(vocab)
     check_special_tokens(vocab, itos)
     checkpoint = read_fastai_awd_lstm(weights, vocab_size=len(itos), bptt=bptt, max_len=max_len)
     if base_model and checkpoint.kind != CLASSIFIER:
         raise ValueError("base_model names the language model a classifier was fine-tuned from: this file holds a "
                          "language model")
-    tokenizer = AWDLSTMTokenizer(itos=itos, backwards=bool(backwards))
+    tokenizer = AWDLSTMTokenizer(itos=itos, backwards=bool(backwards), spm_file=spm_model)
     specials = {name: itos.index(tok) if tok in itos else None
-                for name, tok in (("pad_token_id", "xxpad"), ("bos_token_id", "xxbos"), ("eos_token_id", "xxeos"))}
+                for name, tok in (("pad_token_id", "xxpad"), ("eos_token_id", "xxeos"))}
+    specials["bos_token_id"] = tokenizer.document_start_id
     config_fields = {**checkpoint.config_fields, **specials, **label_fields(checkpoint, labels),
                      "backwards": bool(backwards)}
     config = AWDLSTMConfig(**config_fields)
@@ -531,6 +538,7 @@ def convert_fastai_awd_lstm(
             "weights_sha256": file_sha256(weights),
             "vocab": vocab.name,
             "format": checkpoint.source_format,
+            **({"spm_model": spm_model.name} if spm_model is not None else {}),
         }
         card = render_awd_lstm_card(
             config,
@@ -545,6 +553,7 @@ def convert_fastai_awd_lstm(
             license=license,
             language=language,
             notes=checkpoint.notes,
+            sentencepiece=spm_model is not None,
         )
         card.save(work / "README.md")
 
@@ -554,6 +563,14 @@ def convert_fastai_awd_lstm(
                           commit_message=f"Add the AWD-LSTM {what} converted from {weights.name} with hf-elmo")
         logger.info("Pushed to %s", url)
     return output_dir
+
+
+def read_vocabulary(vocab: str | os.PathLike) -> list[str]:
+    """fastai's ``itos`` from ``vocab``: a JSON list (``.json``, e.g. a tokenizer folder's ``vocab.json``) or a
+    pickle (``vocab.pkl``/``itos.pkl``, read without running it)."""
+    if Path(vocab).suffix.lower() == ".json":
+        return AWDLSTMTokenizer._read_vocab(vocab)
+    return read_itos_pickle(vocab)
 
 
 # fastai's special tokens that its text processing writes into every text (xxbos first, xxmaj before a capital, ...)

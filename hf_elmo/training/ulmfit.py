@@ -114,7 +114,9 @@ def adapt_vocabulary(lm: AWDLSTMForLanguageModeling, tokenizer: AWDLSTMTokenizer
     bias, a new token starts from the mean row and the mean bias. Returns the new LM (tied as the old one) and its
     tokenizer; the pretrained model is left unchanged."""
     new_itos = AWDLSTMTokenizer.build_vocab(texts, min_freq=min_freq, max_vocab=max_vocab,
-                                            replace_space=getattr(tokenizer, "replace_space", False))
+                                            replace_space=getattr(tokenizer, "replace_space", False),
+                                            sp_model=getattr(tokenizer, "sp_model", None))
+    new_tokenizer = tokenizer.with_vocabulary(new_itos)  # the same tokenization (words or SentencePiece pieces)
     old_index = {token: i for i, token in reversed(list(enumerate(tokenizer.itos)))}  # first occurrence wins
     old_weight = lm.get_input_embeddings().weight
     rows = torch.tensor([old_index.get(t, -1) for t in new_itos])
@@ -125,6 +127,7 @@ def adapt_vocabulary(lm: AWDLSTMForLanguageModeling, tokenizer: AWDLSTMTokenizer
     for key in ("architectures", "auto_map", "transformers_version", "model_type", "dtype", "torch_dtype"):
         cfg.pop(key, None)
     cfg["vocab_size"] = len(new_itos)
+    cfg["bos_token_id"] = new_tokenizer.document_start_id  # SentencePiece's "▁xxbos" is renumbered too
     new_lm = AWDLSTMForLanguageModeling(AWDLSTMConfig(**cfg))
     state = {k: v for k, v in lm.state_dict().items() if not k.startswith(("decoder.", "awd_lstm.embeddings."))}
     missing, unexpected = new_lm.load_state_dict(state, strict=False)
@@ -139,8 +142,6 @@ def adapt_vocabulary(lm: AWDLSTMForLanguageModeling, tokenizer: AWDLSTMTokenizer
         bias = lm.decoder.bias.mean().repeat(len(new_itos))
         bias[known] = lm.decoder.bias[rows[known]]
         new_lm.decoder.bias.copy_(bias)
-    new_tokenizer = AWDLSTMTokenizer(itos=new_itos, replace_space=getattr(tokenizer, "replace_space", False),
-                                     backwards=getattr(tokenizer, "backwards", False))
     logger.info("vocabulary adapted: %d tokens, %d of them new (initialised to the mean embedding)",
                 len(new_itos), int((~known).sum()))
     return new_lm, new_tokenizer
@@ -358,6 +359,7 @@ def run_ulmfit(
     settings: UlmfitSettings | None = None,
     output_dir: str | Path | None = None,
     lm_eval_texts: Sequence[str] | None = None,
+    tokenizer_options: dict[str, Any] | None = None,
 ) -> UlmfitResult:
     """The three stages. Stage 1 is either a pretrained LM (``pretrained``: a folder or Hub id of an
     AWDLSTMForLanguageModeling, whose vocabulary is adapted to the task's texts as fastai does) or an LM trained from
@@ -366,7 +368,10 @@ def run_ulmfit(
     trains the classifier; each as ``settings`` says for it (:class:`UlmfitSettings`). Returns both models, the
     metrics (the training losses; validation accuracy and the majority class's accuracy when validation data is
     given; the LM's perplexity on ``lm_eval_texts``, texts that no stage trains on, before and after each LM stage,
-    when given) and a record of every stage and epoch (the validation figures after each epoch included)."""
+    when given) and a record of every stage and epoch (the validation figures after each epoch included).
+    ``tokenizer_options`` go to ``AWDLSTMTokenizer.from_texts`` for an LM trained from scratch, e.g.
+    ``{"sentencepiece": True, "vocab_size": 8000}`` for fastai's SentencePieceTokenizer (a pretrained LM brings its
+    own tokenizer)."""
     if pretrained is not None:  # before any work: a folder of another model type would train a random model
         check_model_folder(pretrained, AWDLSTMConfig.model_type, role="the pretrained language model")
     settings = settings or UlmfitSettings()
@@ -394,6 +399,9 @@ def run_ulmfit(
         out = Path(output_dir) if output_dir is not None else Path(tmp)
         task_texts = list(train_texts) + list(valid_texts or [])
         if pretrained is not None:
+            if tokenizer_options:
+                raise ValueError(f"tokenizer_options {tokenizer_options} build the tokenizer of an LM trained from "
+                                 f"scratch: the pretrained LM {pretrained} brings its own")
             old_tokenizer = AWDLSTMTokenizer.from_pretrained(pretrained)
             if old_tokenizer.backwards != settings.backwards:
                 found = "backward" if old_tokenizer.backwards else "forward"
@@ -413,13 +421,13 @@ def run_ulmfit(
             corpus = list(pretraining_texts or []) + task_texts
             tokenizer = AWDLSTMTokenizer.from_texts(corpus, min_freq=settings.min_freq, max_vocab=settings.max_vocab,
                                                     replace_space=settings.replace_space,
-                                                    backwards=settings.backwards)
+                                                    backwards=settings.backwards, **(tokenizer_options or {}))
             # a row for every entry of itos, fastai's "xxfake" padding included (as fastai's model has; the vocab
             # dict counts those once), so that the saved LM can be fine-tuned again (adapt_vocabulary reads rows
             # by itos position)
             config = AWDLSTMConfig.for_language_model(
                 drop_mult=settings.drop_mult, vocab_size=len(tokenizer.itos), backwards=settings.backwards,
-                **(scratch_config or {}))
+                bos_token_id=tokenizer.document_start_id, **(scratch_config or {}))
             lm = AWDLSTMForLanguageModeling(config)
             _use_bptt(lm, settings)
             eval_documents = encode_documents(tokenizer, lm_eval_texts or [])
@@ -602,7 +610,8 @@ def save_ulmfit_folders(
         card = render_awd_lstm_card(model.config, repo_id or folder, None, kind, model_name=titles.get(name),
                                     revision=revision if repo_id else None,
                                     num_parameters=sum(p.numel() for p in model.parameters()), base_model=base_model,
-                                    license=license, language=language, training=report, example_texts=texts)
+                                    license=license, language=language, training=report, example_texts=texts,
+                                    sentencepiece=getattr(result.tokenizer, "sp_model", None) is not None)
         card.save(folder / "README.md")
         folders[name] = folder
     return folders
