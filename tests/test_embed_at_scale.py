@@ -30,6 +30,7 @@ from hf_elmo.commands.embed_shard import Shard, shard_from_env
 
 N_SENTENCES = 300
 WINDOW, BATCH = 30, 8  # 10 windows of 4 batches (8, 8, 8, 6)
+OPTIONS = ["--window", str(WINDOW), "--batch-size", str(BATCH), "--layers", "all"]
 TIMEOUT = 180
 DISTRIBUTED_VARS = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
                     "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID"}
@@ -61,15 +62,34 @@ def reference(model_dir: Path) -> tuple[ElmoModel, ElmoTokenizer]:
     return ElmoModel.from_pretrained(model_dir).eval(), ElmoTokenizer.from_pretrained(model_dir)
 
 
-@pytest.fixture
-def input_file(tmp_path: Path) -> Path:
-    """The sentences, some lines ending in \\r\\n and one holding a \\r inside (whitespace, not a line break)."""
+@pytest.fixture(scope="module")
+def input_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sentences, some lines ending in \r\n and one holding a \r inside (whitespace, not a line break)."""
     sentences = make_sentences()
     lines = [s.replace(" ", "\r", 1) if i == 7 else s for i, s in enumerate(sentences)]
-    path = tmp_path / "sentences.txt"
+    path = tmp_path_factory.mktemp("input") / "sentences.txt"
     path.write_bytes(b"".join((line + ("\r\n" if i % 5 == 0 else "\n")).encode("utf-8")
                               for i, line in enumerate(lines)))
     return path
+
+
+@pytest.fixture(scope="module")
+def one_process(model_dir: Path, input_file: Path, tmp_path_factory: pytest.TempPathFactory
+                ) -> tuple[Path, list[tuple[int, int]]]:
+    """``hf-elmo embed`` in this process with windows of 30 and batches of 8: the file, and the (rows, positions)
+    of each batch the model ran."""
+    batches: list[tuple[int, int]] = []
+    real_forward = ElmoModel.forward
+
+    def recording_forward(self, input_ids=None, *args, **kwargs):
+        batches.append(tuple(input_ids.shape[:2]))
+        return real_forward(self, input_ids, *args, **kwargs)
+
+    out = tmp_path_factory.mktemp("one") / "one.hdf5"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ElmoModel, "forward", recording_forward)
+        assert main(["embed", str(model_dir), str(input_file), str(out), *OPTIONS]) == 0
+    return out, batches
 
 
 def alone(reference: tuple[ElmoModel, ElmoTokenizer], sentence: str) -> np.ndarray:
@@ -92,22 +112,8 @@ def partials(output: Path) -> list[str]:
 # --------------------------------------------------------------------------------------------------------------------
 # Streamed, windowed, bucketed
 # --------------------------------------------------------------------------------------------------------------------
-def test_streamed_windows_equal_each_sentence_run_alone(model_dir: Path, input_file: Path, tmp_path: Path,
-                                                        reference, monkeypatch: pytest.MonkeyPatch) -> None:
-    model, _ = reference
-    batches: list[tuple[int, int]] = []  # (rows, positions) of each batch the command runs
-    real_forward = ElmoModel.forward
-
-    def recording_forward(self, input_ids=None, *args, **kwargs):
-        batches.append(tuple(input_ids.shape[:2]))
-        return real_forward(self, input_ids, *args, **kwargs)
-
-    monkeypatch.setattr(ElmoModel, "forward", recording_forward)
-    out = tmp_path / "out.hdf5"
-    assert main(["embed", str(model_dir), str(input_file), str(out), "--window", str(WINDOW),
-                 "--batch-size", str(BATCH)]) == 0
-    monkeypatch.undo()
-
+def test_streamed_windows_equal_each_sentence_run_alone(one_process, input_file: Path, reference) -> None:
+    out, batches = one_process
     # ten windows of 30 sentences, each cut into batches longest first: windows bound the sort (a sort of the
     # whole file would give 37 batches of 8 and one of 4)
     assert [rows for rows, _ in batches] == [8, 8, 8, 6] * (N_SENTENCES // WINDOW)
@@ -243,12 +249,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun_embed(argv: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
-    """``hf-elmo embed ARGV`` under ``torchrun --nproc-per-node NPROC`` (gloo, CPU), in fresh processes."""
+def torchrun_embed(argv: list[str], launcher: str = "torchrun") -> subprocess.CompletedProcess:
+    """``hf-elmo embed ARGV`` in two fresh processes (gloo, CPU) started by ``torchrun --nproc-per-node 2`` or by
+    ``accelerate launch --multi_gpu --num_processes 2`` (which runs torchrun; accelerate's ``--cpu`` would start one
+    process)."""
     env = {k: v for k, v in os.environ.items() if k not in DISTRIBUTED_VARS}
     env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", TOKENIZERS_PARALLELISM="false", TQDM_DISABLE="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-               "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), "-m", "hf_elmo.cli", "embed", *argv]
+    port = str(_free_port())
+    if launcher == "torchrun":
+        start = ["torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", port]
+    else:
+        start = ["accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                 "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", port]
+    command = [sys.executable, "-m", *start, "-m", "hf_elmo.cli", "embed", *argv]
     try:
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     except subprocess.TimeoutExpired as e:
@@ -256,11 +269,13 @@ def torchrun_embed(argv: list[str], nproc: int = 2) -> subprocess.CompletedProce
 
 
 @needs_gloo
-def test_two_processes_write_the_file_one_process_writes(model_dir: Path, input_file: Path, tmp_path: Path) -> None:
-    one, two = tmp_path / "one.hdf5", tmp_path / "two.hdf5"
-    options = ["--window", "16", "--batch-size", "4", "--layers", "all"]
-    assert main(["embed", str(model_dir), str(input_file), str(one), *options]) == 0
-    proc = torchrun_embed([str(model_dir), str(input_file), str(two), *options])
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_processes_write_the_file_one_process_writes(model_dir: Path, input_file: Path, one_process,
+                                                         tmp_path: Path, launcher: str) -> None:
+    if launcher == "accelerate":
+        pytest.importorskip("accelerate")
+    one, two = one_process[0], tmp_path / "two.hdf5"
+    proc = torchrun_embed([str(model_dir), str(input_file), str(two), *OPTIONS], launcher)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert proc.stdout.count("Wrote ELMo vectors") == 1 and f"of {N_SENTENCES} sentences" in proc.stdout
     assert "in 2 processes" in proc.stdout
@@ -273,7 +288,7 @@ def test_two_processes_write_the_file_one_process_writes(model_dir: Path, input_
         assert sharded[name].dtype == want.dtype and sharded[name].shape == want.shape, name
         np.testing.assert_allclose(sharded[name], want, atol=1e-5, rtol=0, err_msg=f"dataset {name}")
     assert partials(two) == []  # both ranks' parts are gone
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.hdf5", "sentences.txt", "two.hdf5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two.hdf5"]
 
 
 @needs_gloo
