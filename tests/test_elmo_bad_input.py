@@ -139,7 +139,8 @@ def test_non_ascii_and_control_characters(tokenizer, model, text):
 
 
 def test_nul_bytes_split_words_and_in_words(tokenizer):
-    assert split_words("a\x00b") == ["a", "b"]
+    assert split_words("a\x00b c") == ["ab", "c"]  # as Moses does, ASCII control characters are deleted
+    assert tokenizer("a\x00b c", return_offsets_mapping=True)["offset_mapping"][1:3] == [(0, 3), (4, 5)]
     # passed as a word, a NUL byte is character 0 + 1 = 1, not padding
     ids = tokenizer(["a\x00b"], is_split_into_words=True)["input_ids"][1]
     assert ids[:5] == [259, 98, 1, 99, 260]

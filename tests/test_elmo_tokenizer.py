@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 
 import numpy as np
 import pytest
@@ -128,22 +130,26 @@ def test_do_split_false_splits_on_whitespace_only():
     assert tok.tokenize("Hello, world!") == ["Hello,", "world!"]
 
 
-def test_split_words_is_idempotent_on_the_fixture_sentences(fixture_sentences):
+def test_the_fixture_sentences_split_back_into_their_words_but_the_clitics(fixture_sentences):
+    # the sentences are ELMo's tokenised training text; Moses is not idempotent on it in one respect: a clitic after
+    # a space ("don 't") reads as an opening quote before a word, as in "say 'hello'"
     count = 0
     for group in fixture_sentences:
         for sentence in group:
             words = sentence.split(" ")
-            assert split_words(" ".join(words)) == words, sentence
+            expected = [p for w in words for p in (["'", w[1:]] if re.fullmatch(r"'[a-z]+", w) else [w])]
+            assert split_words(sentence) == expected, sentence
             count += 1
     assert count == 30
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.text(alphabet=st.sampled_from(list("aZé9 .,'`-\"!?$()U.S😀\t")), max_size=40) | st.text(max_size=30))
-def test_split_words_is_idempotent_on_random_text(text):
+@given(st.text(alphabet=st.sampled_from(list("aZé9 .,'`-\"!?$()U.S😀\t\x00\x1c")), max_size=40) | st.text(max_size=30))
+def test_split_words_only_parts_the_text_into_words(text):
+    # Moses puts spaces between words and deletes whitespace and the other ASCII controls, nothing more
     words = split_words(text)
     assert all(w and not any(c.isspace() for c in w) for w in words)
-    assert split_words(" ".join(words)) == words
+    assert "".join(words) == re.sub(r"[\s\x00-\x1f]", "", unicodedata.normalize("NFC", text))
 
 
 # ----------------------------------------------------------------------------------------------------------------
