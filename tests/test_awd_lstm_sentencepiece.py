@@ -352,6 +352,38 @@ def test_ulmfit_command_with_a_sentencepiece_tokenizer(tmp_path):
                  "--output", str(tmp_path / "bad")]) != 0
 
 
+def test_ulmfit_from_texts_round_trips_save_and_load(tmp_path):
+    """run_ulmfit with a SentencePiece tokenizer trained from the texts: the saved folders reload with the Auto
+    classes (remote code) and give the trained models' ids and outputs."""
+    from hf_elmo.training.ulmfit import run_ulmfit, save_ulmfit_folders
+    from hf_elmo.training.ulmfit_settings import StageSettings, UlmfitSettings
+
+    texts, labels = _tiny_task()
+    one = StageSettings(epochs=1, batch_size=4)
+    settings = UlmfitSettings(pretraining=one, lm_finetuning=one, classifier=StageSettings(epochs=2, batch_size=4),
+                              bptt=8, min_freq=1)
+    result = run_ulmfit(texts[:16], labels[:16], texts[16:], labels[16:], pretraining_texts=texts, settings=settings,
+                        scratch_config=dict(emb_size=8, hidden_size=12, num_layers=2),
+                        tokenizer_options={"sentencepiece": True, "vocab_size": 60})
+    assert result.tokenizer.sp_model is not None and "valid accuracy" in result.metrics
+    folders = save_ulmfit_folders(result, tmp_path, data="24 weather sentences")
+    tok = AutoTokenizer.from_pretrained(folders["classifier"], trust_remote_code=True)
+    batch = tok(texts[16:], padding=True, return_tensors="pt")
+    assert torch.equal(batch["input_ids"], result.tokenizer(texts[16:], padding=True, return_tensors="pt")["input_ids"])
+    classifier = AutoModelForSequenceClassification.from_pretrained(folders["classifier"],
+                                                                    trust_remote_code=True).eval()
+    lm = AutoModelForCausalLM.from_pretrained(folders["language_model"], trust_remote_code=True).eval()
+    with torch.no_grad():
+        assert torch.allclose(classifier(**batch).logits, result.classifier.eval()(**batch).logits, atol=1e-6)
+        assert torch.allclose(lm(**batch).logits, result.language_model.eval()(**batch).logits, atol=1e-6)
+    # fine-tuning the saved LM again: its SentencePiece model comes with it (and tokenizer_options are refused)
+    again = run_ulmfit(texts, labels, pretrained=folders["language_model"], settings=settings)
+    assert again.tokenizer.sp_model.serialized_model_proto() == tok.sp_model.serialized_model_proto()
+    with pytest.raises(ValueError, match="brings its own"):
+        run_ulmfit(texts, labels, pretrained=folders["language_model"], settings=settings,
+                   tokenizer_options={"sentencepiece": True})
+
+
 def test_fine_tuning_a_sentencepiece_lm_keeps_its_sentencepiece_model(small_sp_tokenizer):
     """Vocabulary adaptation (a pretrained LM on the task's texts) renumbers the pieces of the same SentencePiece
     model and moves bos_token_id with "▁xxbos"."""
