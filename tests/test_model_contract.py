@@ -184,14 +184,16 @@ class ModelContractTests:
         for model_class in self.stateful_classes:
             model = self.make_model(model_class)
             inputs = self.make_inputs((7, 7))
-            ids = inputs["input_ids"]
+            words = {k: v for k, v in inputs.items() if k != "attention_mask"}  # per word: characters (word ids)
+            head = {k: v[:, :split] for k, v in words.items()}
+            tail = {k: v[:, split:] for k, v in words.items()}
             with torch.no_grad():
-                whole = self.continued_part(model_class, model(input_ids=ids))
-                first = model(input_ids=ids[:, :split], use_cache=True)
-                second = model(input_ids=ids[:, split:], state=first.state, use_cache=True)
+                whole = self.continued_part(model_class, model(**words))
+                first = model(**head, use_cache=True)
+                second = model(**tail, state=first.state, use_cache=True)
                 pieces = torch.cat([self.continued_part(model_class, first),
                                     self.continued_part(model_class, second)], dim=1)
-                restarted = self.continued_part(model_class, model(input_ids=ids[:, split:]))
+                restarted = self.continued_part(model_class, model(**tail))
             torch.testing.assert_close(pieces, whole, **TOLERANCE)
             # the state did carry something: the continuation without it differs
             assert not torch.allclose(restarted, whole[:, split:], atol=1e-3)
@@ -311,24 +313,33 @@ class TestElmoContract(ModelContractTests):
         overrides.setdefault("vocab_size", ELMO_VOCAB)
         return randomize_elmo(model_class(tiny_elmo_config(**overrides)), seed).eval()
 
+    # the character ids of a word row: its first and last markers, the padding slots, the characters' range, and
+    # the row of a padding position (ElmoTokenizer's: begin-of-word 258, bytes, end-of-word 259, padding 260, each
+    # +1; an all-zero row is a padding word)
+    FIRST, LAST, PAD_SLOT, CHARS, NO_WORD = 259, 260, 261, (1, 257), 0
+    N_WORDS = 0  # with a word embedding: word ids drawn in [0, N_WORDS), PAD_WORD at padding
+    PAD_WORD = 0
+
     def make_inputs(self, lengths: tuple[int, ...], padding_side: str = "right", seed: int = 0) -> dict:
-        """Words as ElmoTokenizer writes them (begin-of-word 258, bytes, end-of-word 259, padding 260, each +1; an
-        all-zero row is a padding word), the characters drawn per (row, position) so that a row's words do
-        not depend on the batch: row i of a batch is the row that ``seed=i`` gives alone."""
+        """Words as the family's tokenizer writes them, the characters (and word ids) drawn per (row, position) so
+        that a row's words do not depend on the batch: row i of a batch is the row that ``seed=i`` gives alone."""
         width, chars = max(lengths), 50
-        ids = torch.zeros(len(lengths), width, chars, dtype=torch.long)
+        ids = torch.full((len(lengths), width, chars), self.NO_WORD, dtype=torch.long)
+        words = torch.full((len(lengths), width), self.PAD_WORD, dtype=torch.long)
         mask = torch.zeros(len(lengths), width, dtype=torch.long)
         for row, length in enumerate(lengths):
             gen = torch.Generator().manual_seed(1000 * (seed + row))
             start = width - length if padding_side == "left" else 0
             for t in range(length):
                 n = int(torch.randint(1, 6, (1,), generator=gen))
-                word = torch.full((chars,), 261)
-                word[0], word[n + 1] = 259, 260
-                word[1:n + 1] = torch.randint(1, 257, (n,), generator=gen)
+                word = torch.full((chars,), self.PAD_SLOT)
+                word[0], word[n + 1] = self.FIRST, self.LAST
+                word[1:n + 1] = torch.randint(*self.CHARS, (n,), generator=gen)
                 ids[row, start + t] = word
+                if self.N_WORDS:
+                    words[row, start + t] = int(torch.randint(0, self.N_WORDS, (1,), generator=gen))
             mask[row, start:start + length] = 1
-        return {"input_ids": ids, "attention_mask": mask}
+        return {"input_ids": ids, "attention_mask": mask, **({"token_ids": words} if self.N_WORDS else {})}
 
     def make_labels(self, model_class: type, inputs: dict) -> torch.Tensor:
         mask = inputs["attention_mask"].bool()
@@ -345,6 +356,21 @@ class TestElmoContract(ModelContractTests):
             return output.logits[..., 0, :]
         half = output.hidden_states[1].shape[-1] // 2
         return torch.cat([layer[..., :half] for layer in output.hidden_states[1:]], dim=-1)
+
+
+class TestElmoForManyLangsContract(TestElmoContract):
+    """ELMo with ELMoForManyLangs' options: a character lexicon whose padding row is trained and a word embedding
+    read from ``token_ids``."""
+
+    N_CHARS, N_WORDS, PAD_WORD = 40, 20, 3
+    # <eow> in slot 0 and <bow> after the word (swapped, as the original), <pad> in the other slots and positions
+    FIRST, LAST, PAD_SLOT, CHARS, NO_WORD = 38, 37, 39, (0, 37), 39
+
+    def make_model(self, model_class: type, seed: int = 0, **overrides: Any) -> torch.nn.Module:
+        overrides = dict(char_vocabulary="lexicon", n_characters=self.N_CHARS, char_padding_id=self.NO_WORD,
+                         word_embedding_dim=4, word_vocab_size=self.N_WORDS, word_padding_id=self.PAD_WORD,
+                         **overrides)
+        return super().make_model(model_class, seed, **overrides)
 
 
 class TestAWDLSTMContract(ModelContractTests):
