@@ -10,6 +10,7 @@ with the training's figures); ``--push-to-hub REPO_ID`` uploads the classifier f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import tempfile
@@ -191,8 +192,8 @@ def _describe(source: str, texts: int) -> tuple[str, list[str] | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..conversion.common import check_output_dir, staged_output
     from ..data import tabular
-    from ..hub import push_folder
     from ..model_folders import check_model_folder
     from ..training.ulmfit import run_ulmfit, save_ulmfit_folders
     from . import check_push_arguments, console_logging, torch_threads
@@ -203,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--push-to-hub and --push-lm-to-hub name the same repository: give each model its own")
     if args.pretrained:  # before the data is read: a folder of another type would train a random model
         check_model_folder(args.pretrained, "awd_lstm", role="--pretrained")
+    if args.output:  # before anything runs: a taken --output would otherwise fail only after the training
+        check_output_dir(args.output, what="the ULMFiT models")
     train_x, train_raw = tabular.read_labelled(args.train, args.text_column, args.label_column)
     train_y, classes = _label_ids(train_raw)
     valid_x = valid_y = None
@@ -213,31 +216,47 @@ def run(args: argparse.Namespace) -> int:
     settings = recipe_settings(args)  # before the data is read: a setting that cannot be meant stops here
     pretraining = tabular.read_texts(args.pretrain_data, args.text_column) if args.pretrain_data else None
     lm_valid = tabular.read_texts(args.lm_valid, args.text_column) if args.lm_valid else None
-    with console_logging(logging.INFO), torch_threads(args.threads):
-        result = run_ulmfit(
-            train_x, train_y, valid_x, valid_y, pretrained=args.pretrained, pretraining_texts=pretraining,
-            scratch_config=dict(emb_size=args.emb_size, hidden_size=args.hidden_size, num_layers=args.num_layers),
-            settings=settings, output_dir=args.output, lm_eval_texts=lm_valid,
-        )
-    if args.output or pushes:
-        data, datasets = _describe(args.train, len(train_x))
-        with tempfile.TemporaryDirectory() as tmp:
-            output = args.output or Path(tmp)
+    folders: dict[str, Path] = {}
+    with contextlib.ExitStack() as stack:
+        # everything is written into a hidden sibling of --output, renamed to it once complete: a failure or an
+        # interruption leaves nothing at --output (without --output, into a temporary folder)
+        if args.output:
+            work = stack.enter_context(staged_output(args.output, what="the ULMFiT models"))
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        with console_logging(logging.INFO), torch_threads(args.threads):
+            result = run_ulmfit(
+                train_x, train_y, valid_x, valid_y, pretrained=args.pretrained, pretraining_texts=pretraining,
+                scratch_config=dict(emb_size=args.emb_size, hidden_size=args.hidden_size, num_layers=args.num_layers),
+                settings=settings, output_dir=work, lm_eval_texts=lm_valid,
+            )
+        if args.output or pushes:
+            data, datasets = _describe(args.train, len(train_x))
             folders = save_ulmfit_folders(
-                result, output, data=data, class_names=classes, lm_repo_id=args.push_lm_to_hub,
+                result, work, data=data, class_names=classes, lm_repo_id=args.push_lm_to_hub,
                 classifier_repo_id=args.push_to_hub, revision=args.revision, datasets=datasets,
                 language=args.language, license=args.license, example_texts=(valid_x or train_x)[:2],
+                shown_as=args.output,
             )
-            (output / "metrics.json").write_text(json.dumps(result.report(), indent=2) + "\n")
-            if args.output:
-                print(f"saved the language model and the classifier under {args.output}")
-            for folder, repo_id in ((folders["language_model"], args.push_lm_to_hub),
-                                    (folders["classifier"], args.push_to_hub)):
-                if repo_id:
-                    what = "classifier" if folder.name == "classifier" else "fine-tuned language model"
-                    url = push_folder(folder, repo_id, private=args.private, revision=args.revision,
-                                      commit_message=f"Add the ULMFiT {what} trained with hf-elmo")
-                    print(f"Pushed the {what} to {url}")
+            (work / "metrics.json").write_text(json.dumps(result.report(), indent=2) + "\n")
+        if not args.output:  # pushed from the temporary folder, before it goes
+            _push(args, folders)
+    if args.output:
+        print(f"saved the language model and the classifier under {args.output}")
+        _push(args, {name: args.output / folder.name for name, folder in folders.items()})
     print(result.summary())
     print("\n".join(f"{key}: {value:.4f}" for key, value in result.metrics.items()))
     return 0
+
+
+def _push(args: argparse.Namespace, folders: dict[str, Path]) -> None:
+    """Uploads the folders whose repository was given (``--push-lm-to-hub``, ``--push-to-hub``)."""
+    from ..hub import push_folder
+    from ..model_folders import ULMFIT_CLASSIFIER_FOLDER, ULMFIT_LM_FOLDER
+
+    for name, repo_id in ((ULMFIT_LM_FOLDER, args.push_lm_to_hub), (ULMFIT_CLASSIFIER_FOLDER, args.push_to_hub)):
+        if repo_id:
+            what = "classifier" if name == ULMFIT_CLASSIFIER_FOLDER else "fine-tuned language model"
+            url = push_folder(folders[name], repo_id, private=args.private, revision=args.revision,
+                              commit_message=f"Add the ULMFiT {what} trained with hf-elmo")
+            print(f"Pushed the {what} to {url}")
