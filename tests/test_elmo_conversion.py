@@ -218,3 +218,41 @@ def test_bad_arguments_are_rejected(tmp_path: Path, converted: Path) -> None:
         convert_allennlp_elmo(*args, tmp_path / "x", vocab=tmp_path / "missing.txt")
     assert not (tmp_path / "x").exists()
 
+
+
+def test_cli_token_cache_is_saved_and_gives_tensorflows_numbers(tmp_path: Path, converted: Path) -> None:
+    """`convert-elmo --token-cache WORDS`: the folder holds the cache of those words, from_pretrained loads it, and
+    the cached path (the words of the first batch, some in the cache, some not) still gives TensorFlow's numbers
+    and the uncached folder's outputs."""
+    from hf_elmo.cli import main
+
+    words, tops = tensorflow_first_batch()
+    cached = sorted({w for sentence in words for w in sentence})[::2]  # half of the batch's words
+    (tmp_path / "words.txt").write_text("\n".join(cached) + "\n\n", encoding="utf-8")
+    out = tmp_path / "cached"
+    assert main(["convert-elmo", "--options", str(FIXTURE / "options.json"), "--weights",
+                 str(FIXTURE / "lm_weights.hdf5"), "--token-cache", str(tmp_path / "words.txt"),
+                 "--token-cache-input-products", "--output", str(out)]) == 0
+    assert (out / "token_embeddings.safetensors").is_file()
+    model = AutoModel.from_pretrained(out, trust_remote_code=True)
+    assert len(model.token_cache) == len(cached) + 2 and model.token_cache.gates is not None
+    for got, want in zip(top_layer_without_boundaries(out, words), tops, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    for got, want in zip(top_layer_without_boundaries(out, words), top_layer_without_boundaries(converted, words)):
+        np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b"the cat\nsat\n", "a word list is one word a line; 1 lines hold several, e.g. 'the cat'"),
+    (b"\n \n", "no words"),
+    (b"caf\xe9\n", "not UTF-8 text (byte 3)"),
+])
+def test_bad_token_cache_word_lists_are_named(tmp_path: Path, content: bytes, fragment: str) -> None:
+    (tmp_path / "words.txt").write_bytes(content)
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'words.txt'}: ") + ".*" + re.escape(fragment)):
+        convert_allennlp_elmo(FIXTURE / "options.json", FIXTURE / "lm_weights.hdf5", tmp_path / "out",
+                              token_cache=tmp_path / "words.txt")
+    with pytest.raises(ValueError, match="token_cache_input_products applies with a token_cache"):
+        convert_allennlp_elmo(FIXTURE / "options.json", FIXTURE / "lm_weights.hdf5", tmp_path / "out",
+                              token_cache_input_products=True)
+    assert not (tmp_path / "out").exists()

@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from awd_lstm_testing import TF457_PYTHON
 from clean_process import BLOCK_HF_ELMO, run_child
-from conftest import FIXTURES
+from conftest import FIXTURES, run_card_snippet
 from hf_elmo.cli import main as cli_main
 from hf_elmo.conversion.elmoformanylangs import (ElmoForManyLangsError, convert_elmoformanylangs, read_model_dir,
                                                  select_output_layer, sentence_layers, sents2elmo)
@@ -75,6 +75,15 @@ def test_folder_loads_as_remote_code(folder, loaded):
             "README.md"} <= {p.name for p in folder.iterdir()}
     card = (folder / "README.md").read_text()
     assert "ELMoForManyLangs" in card and "language: en" in card and "sents2elmo" in card
+
+
+def test_card_snippet_gives_sents2elmo(folder, loaded):
+    namespace = run_card_snippet((folder / "README.md").read_text())
+    model, tokenizer = loaded
+    last = namespace["sentences"][-1]
+    want = sents2elmo(model, tokenizer, [last], output_layer=-2)[0]
+    assert float(np.abs(namespace["every_layer"].numpy() - want).max()) <= 1e-6
+    assert float(np.abs(namespace["average"].numpy() - want.mean(0)).max()) <= 1e-6
 
 
 def test_inputs_are_create_one_batch_ids(loaded):

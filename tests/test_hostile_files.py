@@ -18,6 +18,7 @@ import torch
 from hf_elmo import ElmoConfig
 from hf_elmo.cli import main as cli_main
 from hf_elmo.conversion.allennlp_elmo import ElmoWeightsError, expected_datasets, read_elmo_hdf5
+from hf_elmo.conversion.common import PARTIAL_MARK
 
 PROGRESS_BAR = re.compile(r"\d+/\d+ \[")  # tqdm's "3/14 [00:00<...]"
 
@@ -883,6 +884,10 @@ def run_and_stop(argv: list[str], output: Path, signum: int, delay: float, cwd: 
     ("convert-elmo", "SIGTERM", 0.05),
     ("export", "SIGTERM", 0.5),
     ("embed", "SIGTERM", 0.0),
+    ("ulmfit", "SIGTERM", 0.0),  # while the data is encoded / the first stage starts
+    ("ulmfit", "SIGTERM", 0.6),  # in the training (the whole run takes ~2 s)
+    ("quickstart", "SIGTERM", 1.0),  # in the ELMo stage
+    ("quickstart", "SIGHUP", 8.0),  # in the ULMFiT stage or the export
 ])
 def test_signal_midway_leaves_nothing_and_the_rerun_succeeds(tmp_path, capsys, command, signum, delay):
     import signal
@@ -895,6 +900,9 @@ def test_signal_midway_leaves_nothing_and_the_rerun_succeeds(tmp_path, capsys, c
     elif command == "embed":
         folder, argv, output = embed_run(tmp_path, lines=600)
         argv += ["--batch-size", "4"]
+    elif command in ("ulmfit", "quickstart"):
+        output = tmp_path / "out"
+        argv = (ulmfit_argv if command == "ulmfit" else quickstart_argv)(tmp_path, output)
     elif command == "convert-elmo":
         options_path, weights_path = write_elmo_files(tmp_path / "in")
         output = tmp_path / "out"
@@ -907,7 +915,8 @@ def test_signal_midway_leaves_nothing_and_the_rerun_succeeds(tmp_path, capsys, c
     code, err = run_and_stop(argv, output, sig, delay, tmp_path)
     if output.exists():  # finished before the signal came (or while it exited): then the output is whole
         assert code in (0, -sig) and partials(output) == [], err
-        assert (output / "README.md").is_file() if output.is_dir() else h5py.is_hdf5(output)
+        last_file = {"ulmfit": "metrics.json", "quickstart": "ulmfit/onnx-int8/README.md"}.get(command, "README.md")
+        assert (output / last_file).is_file() if output.is_dir() else h5py.is_hdf5(output)
         pytest.skip(f"{command} finished within {delay} s of its partial output appearing, before {signum}")
     assert code == 128 + sig, err
     assert "Traceback" not in err and err.strip().splitlines()[-1].endswith(f"stopped by {signum}"), err
@@ -915,6 +924,76 @@ def test_signal_midway_leaves_nothing_and_the_rerun_succeeds(tmp_path, capsys, c
     capsys.readouterr()
     assert cli_main(argv) == 0, capsys.readouterr().err
     assert output.exists() and partials(output) == []
+    for card in (output.rglob("README.md") if output.is_dir() else ()):  # the snippets load the final folders
+        text = card.read_text(encoding="utf-8")
+        assert PARTIAL_MARK not in text and str(card.parent) in text, card
+
+
+def ulmfit_argv(tmp_path: Path, output: Path) -> list[str]:
+    """A tiny ``hf-elmo ulmfit`` run (a few seconds) on a labelled CSV file, saved under ``output``."""
+    import csv
+    import random
+
+    rng = random.Random(0)
+    train = tmp_path / "train.csv"
+    with open(train, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for i in range(80):
+            words = ["red", "blue"][i % 2]
+            writer.writerow([" ".join(rng.choice([words, "a", "the", "of"]) for _ in range(8)), words])
+    return ["ulmfit", "--train", str(train), "--scratch", "--emb-size", "16", "--hidden-size", "24",
+            "--num-layers", "2", "--min-freq", "1", "--bptt", "10", "--batch-size", "16", "--lm-epochs", "2",
+            "--classifier-epochs", "4", "--threads", "1", "--output", str(output)]
+
+
+def quickstart_argv(tmp_path: Path, output: Path) -> list[str]:
+    """A tiny quickstart (every stage; ~15 s), its folders under ``output``."""
+    return ["quickstart", "--limit", "400", "--elmo-steps", "3", "--ulmfit-lm-epochs", "1",
+            "--ulmfit-classifier-epochs", "1", "--ulmfit-emb-size", "16", "--ulmfit-hidden-size", "24",
+            "--threads", "1", "--output", str(output)]
+
+
+def test_ulmfit_output_is_checked_before_the_run(tmp_path, capsys):
+    output = tmp_path / "out"
+    (output / "classifier").mkdir(parents=True)  # a previous result
+    err = cli_error(capsys, ulmfit_argv(tmp_path, output))
+    assert f"output directory {output} is not empty" in err
+    assert [p.name for p in output.iterdir()] == ["classifier"] and partials(output) == []
+
+
+def test_a_run_that_finds_its_output_taken_at_the_end_refuses_and_leaves_it(tmp_path, capsys, monkeypatch):
+    """Two conversions to one output: the one that finishes second says so and leaves the first one's result."""
+    import hf_elmo.conversion.fastai_awd_lstm as fastai_awd_lstm
+
+    output = tmp_path / "out"
+    verify = fastai_awd_lstm.verify_saved_folder
+
+    def other_run_finishes_first(*args, **kwargs):
+        result = verify(*args, **kwargs)
+        output.mkdir()
+        (output / "README.md").write_text("the other run's result")
+        return result
+
+    monkeypatch.setattr(fastai_awd_lstm, "verify_saved_folder", other_run_finishes_first)
+    err = cli_error(capsys, awd_lstm_convert_argv(tmp_path, output))
+    assert f"{output} appeared while the converted checkpoint was being written (another run?)" in err
+    assert [p.name for p in output.iterdir()] == ["README.md"] and partials(output) == []
+    assert (output / "README.md").read_text() == "the other run's result"
+
+
+def test_ulmfit_refuses_a_pretrained_folder_its_model_does_not_fill(tmp_path):
+    """A --pretrained folder whose config.json was edited (here: one layer fewer than its weights hold) stops the
+    recipe, naming the folder, instead of fine-tuning a different model."""
+    from hf_elmo.model_folders import ModelFolderError
+    from hf_elmo.training.ulmfit import run_ulmfit
+
+    folder = tiny_awd_lstm_folder(tmp_path / "lm")
+    config = json.loads((folder / "config.json").read_text())
+    config["num_layers"] -= 1
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFolderError, match=re.escape(str(folder))):
+        run_ulmfit(["word1 word2", "word3 word4"], [0, 1], pretrained=folder)
 
 
 def test_embed_checks_its_output_before_running(tmp_path, capsys):

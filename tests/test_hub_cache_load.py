@@ -29,6 +29,7 @@ from hf_elmo import AWDLSTMConfig, AWDLSTMForSequenceClassification, AWDLSTMToke
 from hf_elmo.models.awd_lstm.tokenization_awd_lstm import SPECIAL_TOKENS
 
 ATOL = 1e-6
+CACHED_WORDS = ["The", "cat", "jump", "."]  # some of ELMO_SENTENCES' words: the others go through the CNN
 ELMO_SENTENCES = ["The cat didn't jump.", "Zoë's café!"]
 AWD_TEXTS = ["The cat.", "the cat sat on THE mat, the cat"]
 LFS_SUFFIXES = (".safetensors", ".bin", ".h5", ".pt")
@@ -36,6 +37,8 @@ LFS_SUFFIXES = (".safetensors", ".bin", ".h5", ".pt")
 # name -> (repo id, Auto class of the model, output fields compared)
 REPOS = {
     "elmo": ("user/elmo-tiny", "AutoModel", ["last_hidden_state", "hidden_states"]),
+    # the same biLM saved with a token cache (save_token_cache=True): from_pretrained by repo id loads it too
+    "elmo_cached": ("user/elmo-cached", "AutoModel", ["last_hidden_state", "hidden_states"]),
     "awd": ("user/awd-lstm-clas", "AutoModelForSequenceClassification", ["logits"]),
 }
 
@@ -89,6 +92,8 @@ CHILD = BLOCK_HF_ELMO + textwrap.dedent(
             config = transformers.AutoConfig.from_pretrained(repo, trust_remote_code=True)
             tokenizer = transformers.AutoTokenizer.from_pretrained(repo, trust_remote_code=True)
             model = getattr(transformers, job["auto"]).from_pretrained(repo, trust_remote_code=True).eval()
+            cache = getattr(model, "token_cache", None)
+            entry["token_cache_words"] = None if cache is None else len(cache)
             entry["classes"] = {kind: [type(obj).__module__, type(obj).__name__]
                                 for kind, obj in (("config", config), ("tokenizer", tokenizer), ("model", model))}
             enc = tokenizer(job["texts"], padding=True, return_tensors="pt")
@@ -128,6 +133,10 @@ def hub(tmp_path_factory):
     with torch.no_grad():
         want["elmo"] = flat_outputs(elmo(**elmo_tok(ELMO_SENTENCES, padding=True, return_tensors="pt")),
                                     REPOS["elmo"][2])
+    elmo.cache_token_embeddings(CACHED_WORDS)
+    elmo.save_pretrained(root / "saved" / "elmo_cached", save_token_cache=True)
+    elmo_tok.save_pretrained(root / "saved" / "elmo_cached")
+    want["elmo_cached"] = want["elmo"]
 
     # (b) AWD-LSTM classifier
     itos = list(SPECIAL_TOKENS) + ["the", "cat"]
@@ -145,7 +154,7 @@ def hub(tmp_path_factory):
     for name, (repo_id, _, _) in REPOS.items():
         commits[name] = lay_out_as_hub_cache(root / "saved" / name, hub_cache, repo_id)
 
-    texts = {"elmo": ELMO_SENTENCES, "awd": AWD_TEXTS}
+    texts = {"elmo": ELMO_SENTENCES, "elmo_cached": ELMO_SENTENCES, "awd": AWD_TEXTS}
     spec = {"jobs": {name: {"repo": repo_id, "auto": auto, "fields": fields, "texts": texts[name]}
                      for name, (repo_id, auto, fields) in REPOS.items()}}
     (root / "spec.json").write_text(json.dumps(spec))
@@ -199,6 +208,7 @@ def test_loads_by_repo_id_as_remote_code(hub, name):
         assert module.startswith("transformers_modules.user."), (kind, module, cls_name)
         assert f".{commit}." in module, (kind, module, commit)
     expected = {"elmo": ("ElmoConfig", "ElmoTokenizer", "ElmoModel"),
+                "elmo_cached": ("ElmoConfig", "ElmoTokenizer", "ElmoModel"),
                 "awd": ("AWDLSTMConfig", "AWDLSTMTokenizer", "AWDLSTMForSequenceClassification")}[name]
     assert tuple(entry["classes"][k][1] for k in ("config", "tokenizer", "model")) == expected
 
@@ -216,3 +226,11 @@ def test_hf_elmo_never_imported(hub):
     report = hub["report"]
     assert report["leaked"] == []
     assert report["blocked"] == [], f"the remote code tried to import {report['blocked']}"
+
+
+def test_the_token_cache_loads_by_repo_id(hub):
+    """The repository saved with its token cache gives it to the loaded model (the boundaries and CACHED_WORDS), with
+    the same outputs (test_loads_by_repo_id_as_remote_code); one without a cache file loads without one, offline."""
+    jobs = hub["report"]["jobs"]
+    assert jobs["elmo_cached"]["token_cache_words"] == len(CACHED_WORDS) + 2
+    assert jobs["elmo"]["token_cache_words"] is None

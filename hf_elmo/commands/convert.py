@@ -27,6 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="word vocabulary, one word per line: converts to ElmoForLanguageModeling with a freshly initialised "
         "softmax over it (default: ElmoModel, no vocabulary needed)",
     )
+    parser.add_argument("--token-cache", type=Path, metavar="WORDS",
+                        help="save the token-embedding cache of these words (one per line, e.g. the --vocab file) "
+                             "with the folder: from_pretrained loads it and those words skip the character CNN, "
+                             "with the same outputs (as bilm-tf's dump_token_embeddings)")
+    parser.add_argument("--token-cache-input-products", action="store_true",
+                        help="cache the first layer's input products too (faster; 4 x lstm_dim floats a word and "
+                             "direction: 128 KB a word at the original size)")
     add_push_arguments(parser)
     parser.add_argument("--model-name", help="title of the model card (default: ELMo (<size>))")
 
@@ -52,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
             private=args.private,
             revision=args.revision,
             model_name=args.model_name,
+            token_cache=args.token_cache,
+            token_cache_input_products=args.token_cache_input_products,
         )
     print(f"Wrote the converted ELMo to {output}")
     return 0

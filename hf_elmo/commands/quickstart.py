@@ -11,6 +11,7 @@ its figures, which are printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -90,10 +91,13 @@ def _ulmfit_task(args: argparse.Namespace, texts: list[str], labels: list[str] |
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..conversion.common import check_output_dir, staged_output
     from ..quickstart import corpus, elmo_stage, ulmfit_stage
 
     if args.label_column and args.data is None:
         raise ValueError("--label-column applies with --data (the standard library's task is the module)")
+    if args.output:  # before anything runs: a taken --output would otherwise fail only after the training
+        check_output_dir(args.output, what="the quickstart's folders")
     start = time.perf_counter()
     texts, labels = corpus.read_labelled_texts(args.data, args.text_column, args.label_column, args.limit)
     train, valid = corpus.split(texts, seed=args.seed)
@@ -101,11 +105,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"{data}: {len(train)} to train on, {len(valid)} to validate")
     kept = "" if args.output else " (temporary; pass --output to keep them)"
     stages = [stage for stage in STAGES if stage in args.stages]
-    with tempfile.TemporaryDirectory() as tmp, torch_threads(args.threads), console_logging():
-        output = args.output or Path(tmp)
+    with contextlib.ExitStack() as stack:
+        # with --output, every folder is written into a hidden sibling of it, renamed to it once all stages are
+        # done: a failure or an interruption leaves nothing at --output (without it, into a temporary folder)
+        if args.output:
+            output = stack.enter_context(staged_output(args.output, what="the quickstart's folders"))
+        else:
+            output = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        shown = args.output or output
+        stack.enter_context(torch_threads(args.threads))
+        stack.enter_context(console_logging())
         if "elmo" in stages:
             _announce(stages, "elmo", f"pretraining a small ELMo for {args.elmo_steps} steps on {len(train)} texts")
-            figures = elmo_stage.run(train, valid, output, steps=args.elmo_steps, seed=args.seed, data=data)
+            figures = elmo_stage.run(train, valid, output, steps=args.elmo_steps, seed=args.seed, data=data,
+                                     shown_as=shown)
             figures["folder"] += kept
             _print_figures(TITLES["elmo"], figures)
         if "ulmfit" in stages:
@@ -115,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             ulmfit = ulmfit_stage.run(
                 task, train, valid, output, data=data, lm_epochs=args.ulmfit_lm_epochs,
                 classifier_epochs=args.ulmfit_classifier_epochs, emb_size=args.ulmfit_emb_size,
-                hidden_size=args.ulmfit_hidden_size, seed=args.seed,
+                hidden_size=args.ulmfit_hidden_size, seed=args.seed, shown_as=shown,
             )
             ulmfit.figures["folders"] += kept
             _print_figures(TITLES["ulmfit"], ulmfit.figures)
@@ -124,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
 
             _announce(stages, "onnx", "exporting the classifier (float32 and int8), checking ONNX Runtime against "
                                       "PyTorch on the validation texts and timing both")
-            figures = onnx_stage.run(ulmfit.classifier_folder, ulmfit.valid_texts, output / "ulmfit")
+            figures = onnx_stage.run(ulmfit.classifier_folder, ulmfit.valid_texts, output / "ulmfit",
+                                     shown_as=shown / "ulmfit")
             figures["folders"] += kept
             _print_figures(TITLES["onnx"], figures)
     print(f"\nquickstart finished in {time.perf_counter() - start:.0f} s")

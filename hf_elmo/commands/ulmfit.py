@@ -5,11 +5,14 @@ With ``--output DIR`` the fine-tuned language model and the classifier are saved
 (``DIR/language_model``, ``DIR/classifier``: safetensors weights, the model's code, the tokenizer and a model card
 with the training's figures); ``--push-to-hub REPO_ID`` uploads the classifier folder in one commit (and
 ``--push-lm-to-hub REPO_ID`` the language model's), from a temporary folder when no ``--output`` is given.
+``--bidirectional`` runs the whole recipe forwards and backwards and saves ``DIR/forward/...``, ``DIR/backward/...``
+and ``DIR/ensemble`` (the two classifiers' averaged probabilities, which ``--push-to-hub`` then uploads).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import tempfile
@@ -36,10 +39,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                        help="no pretrained LM: build the vocabulary and train the LM on --pretrain-data and the task")
     parser.add_argument("--pretrain-data", default=None,
                         help="unlabelled text for stage 1 with --scratch (default: none, stage 1 is skipped)")
+    parser.add_argument("--bidirectional", action="store_true",
+                        help="train forward and backward models (the whole recipe in each direction) and their "
+                             "ensemble, which averages the two classifiers' probabilities as the ULMFiT paper "
+                             "reports; --output then holds forward/, backward/ and ensemble/")
+    parser.add_argument("--pretrained-backward", default=None,
+                        help="with --bidirectional --pretrained: the backward pretrained LM (e.g. converted "
+                             "wt103 backward)")
     parser.add_argument("--output", type=Path, default=None,
                         help="save the LM and classifier folders (with model cards) and metrics.json here (default: "
                              "not saved, only the metrics are printed)")
-    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the classifier folder to this Hub repository")
+    parser.add_argument("--push-to-hub", metavar="REPO_ID",
+                        help="upload the classifier folder (with --bidirectional: the ensemble's) to this Hub "
+                             "repository")
     parser.add_argument("--push-lm-to-hub", metavar="REPO_ID",
                         help="upload the fine-tuned language model's folder to this Hub repository (it then is the "
                              "classifier's base_model)")
@@ -197,18 +209,33 @@ def _describe(source: str, texts: int) -> tuple[str, list[str] | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..conversion.common import check_output_dir, staged_output
     from ..data import tabular
-    from ..hub import push_folder
     from ..model_folders import check_model_folder
     from ..training.ulmfit import run_ulmfit, save_ulmfit_folders
+    from ..training.ulmfit_bidirectional import (check_direction_pair, run_bidirectional_ulmfit,
+                                                 save_bidirectional_folders)
     from . import check_push_arguments, console_logging, torch_threads
 
     check_push_arguments(args, pushes=("push_to_hub", "push_lm_to_hub"))
     pushes = [repo for repo in (args.push_to_hub, args.push_lm_to_hub) if repo]
     if args.push_to_hub and args.push_to_hub == args.push_lm_to_hub:
         raise ValueError("--push-to-hub and --push-lm-to-hub name the same repository: give each model its own")
-    if args.pretrained:  # before the data is read: a folder of another type would train a random model
-        check_model_folder(args.pretrained, "awd_lstm", role="--pretrained")
+    if args.bidirectional:
+        if args.backwards:
+            raise ValueError("--bidirectional trains both directions: --backwards does not apply")
+        if args.push_lm_to_hub:
+            raise ValueError("--push-lm-to-hub names one language model, --bidirectional trains two: push their "
+                             "folders from --output")
+    elif args.pretrained_backward:
+        raise ValueError("--pretrained-backward applies with --bidirectional")
+    for option in ("pretrained", "pretrained_backward"):  # before the data is read: a folder of another type
+        if getattr(args, option):                          # would train a random model
+            check_model_folder(getattr(args, option), "awd_lstm", role="--" + option.replace("_", "-"))
+    if args.bidirectional:
+        check_direction_pair(args.pretrained, args.pretrained_backward)
+    if args.output:  # before anything runs: a taken --output would otherwise fail only after the training
+        check_output_dir(args.output, what="the ULMFiT models")
     if args.spm_vocab_size is not None and args.tokenizer != "sentencepiece":
         raise ValueError("--spm-vocab-size is the SentencePiece model's size: give --tokenizer sentencepiece too")
     if args.tokenizer == "sentencepiece" and args.pretrained:
@@ -226,31 +253,59 @@ def run(args: argparse.Namespace) -> int:
     settings = recipe_settings(args)  # before the data is read: a setting that cannot be meant stops here
     pretraining = tabular.read_texts(args.pretrain_data, args.text_column) if args.pretrain_data else None
     lm_valid = tabular.read_texts(args.lm_valid, args.text_column) if args.lm_valid else None
-    with console_logging(logging.INFO), torch_threads(args.threads):
-        result = run_ulmfit(
-            train_x, train_y, valid_x, valid_y, pretrained=args.pretrained, pretraining_texts=pretraining,
-            scratch_config=dict(emb_size=args.emb_size, hidden_size=args.hidden_size, num_layers=args.num_layers),
-            settings=settings, output_dir=args.output, lm_eval_texts=lm_valid, tokenizer_options=tokenizer_options,
-        )
-    if args.output or pushes:
-        data, datasets = _describe(args.train, len(train_x))
-        with tempfile.TemporaryDirectory() as tmp:
-            output = args.output or Path(tmp)
-            folders = save_ulmfit_folders(
-                result, output, data=data, class_names=classes, lm_repo_id=args.push_lm_to_hub,
-                classifier_repo_id=args.push_to_hub, revision=args.revision, datasets=datasets,
-                language=args.language, license=args.license, example_texts=(valid_x or train_x)[:2],
-            )
-            (output / "metrics.json").write_text(json.dumps(result.report(), indent=2) + "\n")
-            if args.output:
-                print(f"saved the language model and the classifier under {args.output}")
-            for folder, repo_id in ((folders["language_model"], args.push_lm_to_hub),
-                                    (folders["classifier"], args.push_to_hub)):
-                if repo_id:
-                    what = "classifier" if folder.name == "classifier" else "fine-tuned language model"
-                    url = push_folder(folder, repo_id, private=args.private, revision=args.revision,
-                                      commit_message=f"Add the ULMFiT {what} trained with hf-elmo")
-                    print(f"Pushed the {what} to {url}")
+    folders: dict[str, Path] = {}
+    with contextlib.ExitStack() as stack:
+        # everything is written into a hidden sibling of --output, renamed to it once complete: a failure or an
+        # interruption leaves nothing at --output (without --output, into a temporary folder)
+        if args.output:
+            work = stack.enter_context(staged_output(args.output, what="the ULMFiT models"))
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        common = dict(pretraining_texts=pretraining, settings=settings, output_dir=work, lm_eval_texts=lm_valid,
+                      tokenizer_options=tokenizer_options, scratch_config=dict(emb_size=args.emb_size, hidden_size=args.hidden_size,
+                                          num_layers=args.num_layers))
+        with console_logging(logging.INFO), torch_threads(args.threads):
+            if args.bidirectional:
+                result = run_bidirectional_ulmfit(train_x, train_y, valid_x, valid_y, pretrained=args.pretrained,
+                                                  pretrained_backward=args.pretrained_backward, **common)
+            else:
+                result = run_ulmfit(train_x, train_y, valid_x, valid_y, pretrained=args.pretrained, **common)
+        if args.output or pushes:
+            data, datasets = _describe(args.train, len(train_x))
+            cards = dict(data=data, class_names=classes, revision=args.revision, datasets=datasets,
+                         language=args.language, license=args.license, example_texts=(valid_x or train_x)[:2],
+                         shown_as=args.output)
+            if args.bidirectional:
+                folders = save_bidirectional_folders(result, work, repo_id=args.push_to_hub, **cards)
+            else:
+                folders = save_ulmfit_folders(result, work, lm_repo_id=args.push_lm_to_hub,
+                                              classifier_repo_id=args.push_to_hub, **cards)
+            (work / "metrics.json").write_text(json.dumps(result.report(), indent=2) + "\n")
+        if not args.output:  # pushed from the temporary folder, before it goes
+            _push(args, folders)
+    if args.output:
+        print(f"saved the language model{'s' if args.bidirectional else ''} and the classifier"
+              f"{'s (and their ensemble)' if args.bidirectional else ''} under {args.output}")
+        _push(args, {name: args.output / folder.relative_to(work) for name, folder in folders.items()})
     print(result.summary())
     print("\n".join(f"{key}: {value:.4f}" for key, value in result.metrics.items()))
     return 0
+
+
+def _push(args: argparse.Namespace, folders: dict[str, Path]) -> None:
+    """Uploads the folders whose repository was given: ``--push-lm-to-hub`` the language model's and
+    ``--push-to-hub`` the classifier's (with ``--bidirectional``, the ensemble's)."""
+    from ..hub import push_folder
+    from ..model_folders import ULMFIT_CLASSIFIER_FOLDER, ULMFIT_LM_FOLDER
+    from ..training.ulmfit_bidirectional import ENSEMBLE_FOLDER
+
+    if args.bidirectional:
+        pushes = [(ENSEMBLE_FOLDER, args.push_to_hub, "forward + backward ensemble")]
+    else:
+        pushes = [(ULMFIT_LM_FOLDER, args.push_lm_to_hub, "fine-tuned language model"),
+                  (ULMFIT_CLASSIFIER_FOLDER, args.push_to_hub, "classifier")]
+    for name, repo_id, what in pushes:
+        if repo_id:
+            url = push_folder(folders[name], repo_id, private=args.private, revision=args.revision,
+                              commit_message=f"Add the ULMFiT {what} trained with hf-elmo")
+            print(f"Pushed the {what} to {url}")

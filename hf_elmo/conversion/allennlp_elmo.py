@@ -296,6 +296,8 @@ def convert_allennlp_elmo(
     private: bool = False,
     revision: str | None = None,
     model_name: str | None = None,
+    token_cache: str | os.PathLike | None = None,
+    token_cache_input_products: bool = False,
 ) -> Path:
     """Converts an original ELMo (``options.json`` + ``weights.hdf5``) into a ``save_pretrained`` folder.
 
@@ -307,6 +309,12 @@ def convert_allennlp_elmo(
     ``hf-elmo export`` exports the embeddings by default). The saved folder is reloaded and checked to give
     the converted model's outputs before it is pushed to ``push_to_hub`` (a repository id) when one is given.
 
+    ``token_cache`` (a file of words, one per line, e.g. the ``vocab`` file) also saves the token-embedding cache of
+    those words (``token_embeddings.safetensors``, as bilm-tf's ``dump_token_embeddings``; with
+    ``token_cache_input_products`` the first layer's input products too, 4·lstm_dim floats a word per direction),
+    which ``from_pretrained`` of the folder or its Hub repository loads: those words then skip the character
+    encoder, with the same outputs.
+
     Raises:
         FileNotFoundError: an input file is missing.
         ElmoWeightsError: the weight file does not hold the weights the options describe.
@@ -317,10 +325,15 @@ def convert_allennlp_elmo(
     vocab = Path(vocab) if vocab is not None else None
     if revision and not push_to_hub:
         raise ValueError("a revision (branch) only applies when pushing: give push_to_hub too")
-    for path, what in ((options, "options"), (weights, "weight"), (vocab, "vocabulary")):
+    token_cache = Path(token_cache) if token_cache is not None else None
+    if token_cache_input_products and token_cache is None:
+        raise ValueError("token_cache_input_products applies with a token_cache word list")
+    for path, what in ((options, "options"), (weights, "weight"), (vocab, "vocabulary"),
+                       (token_cache, "token-cache word list")):
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"ELMo {what} file not found: {path}")
     check_output_dir(output_dir)
+    cache_words = read_word_list(token_cache) if token_cache is not None else None
 
     register()
     tokenizer = ElmoTokenizer(vocab_file=str(vocab)) if vocab is not None else ElmoTokenizer()
@@ -337,10 +350,16 @@ def convert_allennlp_elmo(
     model = seeded_model(model_class, config)
     copy_elmo_state(model, state)
     model.eval()
+    if cache_words is not None:
+        n_cached = getattr(model, "elmo", model).cache_token_embeddings(cache_words,
+                                                                        input_products=token_cache_input_products)
+        logger.info("token cache: %d words of %s (and the sentence boundaries)", n_cached - 2, token_cache.name)
     # written into a hidden sibling, renamed to output_dir once complete: a failure or an interruption leaves
     # nothing at output_dir
     with staged_output(output_dir) as work:
         save_folder(model, tokenizer, work)
+        if cache_words is not None:  # the reload check below then runs the cached path too
+            getattr(model, "elmo", model).save_token_embeddings(work)
         shutil.copyfile(options, work / "elmo_options.json")
 
         max_diff = verify_saved_folder(model, tokenizer, work)
@@ -374,6 +393,22 @@ def convert_allennlp_elmo(
         )
         logger.info("Pushed to %s", url)
     return output_dir
+
+
+def read_word_list(path: Path) -> list[str]:
+    """The words of a word-list file (one a line, UTF-8; blank lines skipped), or ValueError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}): a word list is one word a line") from None
+    words = [line.strip() for line in text.splitlines() if line.strip()]
+    spaced = [w for w in words if any(c.isspace() for c in w)]
+    if spaced:
+        raise ValueError(f"{path}: a word list is one word a line; {len(spaced)} lines hold several, e.g. "
+                         f"{spaced[0]!r}")
+    if not words:
+        raise ValueError(f"{path}: no words (a word list is one word a line)")
+    return words
 
 
 def _report_added_words(vocab: Path, tokenizer: ElmoTokenizer) -> None:

@@ -82,6 +82,7 @@ def export_onnx(
     private: bool = False,
     revision: str | None = None,
     model_name: str | None = None,
+    shown_as: str | os.PathLike | None = None,
 ) -> Path:
     """Exports a model to ONNX; returns the path of the .onnx file (in ``output_dir``, with everything it needs).
 
@@ -101,6 +102,8 @@ def export_onnx(
         push_to_hub: also upload the folder to this Hub repository (one commit); the card's snippet loads it.
         private, revision: for the push (a new private repository; the branch to push to).
         model_name: the card's title.
+        shown_as: where ``output_dir`` will be once the caller's run completes (a folder written inside a staged
+            output that is renamed at the end): the card's snippet loads from there. Default: ``output_dir``.
 
     Raises:
         UnsupportedExportError: no exporter for the model's type or class, or for the task.
@@ -177,7 +180,7 @@ def export_onnx(
         _save_config(model.config, exporter_config, staged, onnx_info)
         tokenizer.save_pretrained(staged)
         _save_card(model, exporter_config, staged, onnx_info, source, push_to_hub, revision, model_name,
-                   shown_as=output_dir)
+                   shown_as=Path(shown_as) if shown_as is not None else output_dir)
     final = output_dir / ONNX_FILE_NAME
     if push_to_hub:
         from ..hub import push_folder

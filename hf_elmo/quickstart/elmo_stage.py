@@ -62,9 +62,11 @@ MAX_WORDS = 64  # words per sentence in training (the tokenizer truncates)
 
 
 def run(train_texts: list[str], valid_texts: list[str], output: Path, steps: int = 300, batch_size: int = 32,
-        vocab_size: int = 8000, seed: int = 0, data: str | None = None) -> dict[str, Any]:
+        vocab_size: int = 8000, seed: int = 0, data: str | None = None,
+        shown_as: Path | None = None) -> dict[str, Any]:
     """Builds the vocabulary, pretrains, saves ``output / "elmo"`` (model, tokenizer, model card) and returns the
-    figures. ``data`` describes the texts for the card (default: "N sentences")."""
+    figures. ``data`` describes the texts for the card (default: "N sentences"); ``shown_as`` is where ``output``
+    will be once the run completes (the card's snippet and the figures name the folder there; default ``output``)."""
     torch.manual_seed(seed)
     folder = output / "elmo"
     folder.mkdir(parents=True, exist_ok=True)
@@ -126,11 +128,12 @@ def run(train_texts: list[str], valid_texts: list[str], output: Path, steps: int
             "training time": f"{train_seconds:.0f} s",
         },
     )
-    card = render_elmo_card(config, folder, None, "custom", model_name="ELMo (small, pretrained with hf-elmo)",
+    shown = (shown_as or output) / "elmo"
+    card = render_elmo_card(config, shown, None, "custom", model_name="ELMo (small, pretrained with hf-elmo)",
                             num_parameters=sum(p.numel() for p in model.parameters()), training=training)
     card.save(folder / "README.md")
     return {
-        "folder": str(folder),
+        "folder": str(shown),
         "parameters": sum(p.numel() for p in model.parameters()),
         "vocabulary": tokenizer.vocab_size,
         "train sentences": len(train_texts),

@@ -34,9 +34,11 @@ def _tokens_per_s(run: Callable[[dict], Any], batches: list[dict], rounds: int =
     return tokens / best
 
 
-def run(classifier_folder: Path, texts: list[str], output: Path, batch_size: int = 32) -> dict[str, Any]:
+def run(classifier_folder: Path, texts: list[str], output: Path, batch_size: int = 32,
+        shown_as: Path | None = None) -> dict[str, Any]:
     """Exports ``classifier_folder`` to ``output / "onnx"`` (float32) and ``output / "onnx-int8"``; returns the
-    figures. ``texts`` are the validation texts the exports are checked and timed on."""
+    figures. ``texts`` are the validation texts the exports are checked and timed on; ``shown_as`` is where ``output``
+    will be once the run completes (the cards' snippets and the figures name the folders there)."""
     from ..onnx import OnnxModel, export_onnx
 
     tokenizer = AutoTokenizer.from_pretrained(classifier_folder)
@@ -44,7 +46,8 @@ def run(classifier_folder: Path, texts: list[str], output: Path, batch_size: int
     folders = {"float32": output / "onnx", "int8": output / "onnx-int8"}
     start = time.perf_counter()
     for dtype, folder in tqdm(folders.items(), desc="ONNX export", leave=False):
-        export_onnx(str(classifier_folder), folder, quantize="int8" if dtype == "int8" else None)
+        export_onnx(str(classifier_folder), folder, quantize="int8" if dtype == "int8" else None,
+                    shown_as=(shown_as or output) / folder.name)
     export_seconds = time.perf_counter() - start
     # similar lengths in a batch, as a server would batch them
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -52,7 +55,7 @@ def run(classifier_folder: Path, texts: list[str], output: Path, batch_size: int
                for k in range(0, len(order), batch_size)]
     with torch.inference_mode():
         expected = [model(**b).logits for b in batches]
-    figures: dict[str, Any] = {"folders": ", ".join(str(f) for f in folders.values()),
+    figures: dict[str, Any] = {"folders": ", ".join(str((shown_as or output) / f.name) for f in folders.values()),
                                "export seconds": round(export_seconds, 1)}
     speeds = {}
     with torch.inference_mode():
@@ -60,7 +63,7 @@ def run(classifier_folder: Path, texts: list[str], output: Path, batch_size: int
     for dtype, folder in folders.items():
         onnx_model = OnnxModel.from_pretrained(folder, provider="CPUExecutionProvider")
         got = [onnx_model(**{k: v.numpy() for k, v in b.items()}).logits for b in batches]
-        diff = max(float(np.abs(g - e.numpy()).max()) for g, e in zip(got, expected))
+        diff = float(np.max([np.abs(g - e.numpy()).max() for g, e in zip(got, expected)]))  # NaN stays NaN
         agree = np.mean(np.concatenate([g.argmax(-1) == e.numpy().argmax(-1) for g, e in zip(got, expected)]))
         figures[f"{dtype} max abs diff to PyTorch"] = f"{diff:.2g}"
         figures[f"{dtype} predictions equal to PyTorch's"] = f"{100 * agree:.1f}%"

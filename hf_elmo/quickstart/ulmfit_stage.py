@@ -120,10 +120,12 @@ def shuffle_task(texts: Sequence[str], seed: int = 0, max_texts: int = MAX_SHUFF
 def run(task: Task, train_texts: Sequence[str], valid_texts: Sequence[str], output: Path, *, data: str,
         lm_epochs: int = 1, classifier_epochs: int = 10, emb_size: int = SMALL_AWD_LSTM["emb_size"],
         hidden_size: int = SMALL_AWD_LSTM["hidden_size"], num_layers: int = SMALL_AWD_LSTM["num_layers"],
-        seed: int = 0) -> UlmfitStageResult:
+        seed: int = 0, shown_as: Path | None = None) -> UlmfitStageResult:
     """Pretrains the LM on ``train_texts`` outside the task (stage 1; the task's own training texts when none are
     left), runs stages 2 and 3 on ``task``, measures the LM on ``valid_texts`` outside the task, and saves the
-    folders under ``output / "ulmfit"``. ``data`` describes the quickstart's text for the cards."""
+    folders under ``output / "ulmfit"``. ``data`` describes the quickstart's text for the cards; ``shown_as`` is where
+    ``output`` will be once the run completes (the cards' snippets and the figures name the folders there)."""
+    shown = (shown_as or output) / "ulmfit"
     pretraining = [t for t in train_texts if t not in task.used] or list(task.train_texts)
     lm_eval = [t for t in valid_texts if t not in task.used]
     settings = UlmfitSettings(pretraining=StageSettings(epochs=lm_epochs, lr=LR, lr_factor=None),
@@ -139,10 +141,11 @@ def run(task: Task, train_texts: Sequence[str], valid_texts: Sequence[str], outp
         class_names=task.class_names, example_texts=task.valid_texts[:2],
         titles={LM_FOLDER: "AWD-LSTM language model (ULMFiT quickstart)",
                 CLASSIFIER_FOLDER: "ULMFiT text classifier (AWD-LSTM, quickstart)"},
+        shown_as=shown,
     )
     metrics = result.metrics
     figures: dict[str, Any] = {
-        "folders": f"{folders[LM_FOLDER]}, {folders[CLASSIFIER_FOLDER]}",
+        "folders": f"{shown / LM_FOLDER}, {shown / CLASSIFIER_FOLDER}",
         "task": task.description,
         "classes": len(task.class_names),
         "parameters (classifier)": sum(p.numel() for p in result.classifier.parameters()),

@@ -28,7 +28,8 @@ from transformers import DataCollatorWithPadding, TrainerCallback, TrainingArgum
 
 from ..cards import TrainingReport, render_awd_lstm_card
 from ..hub import is_hub_repo_id
-from ..model_folders import ULMFIT_CLASSIFIER_FOLDER, ULMFIT_LM_FOLDER, check_model_folder
+from ..model_folders import (ULMFIT_CLASSIFIER_FOLDER, ULMFIT_LM_FOLDER, check_model_folder,
+                             from_pretrained_checked)
 from ..models.awd_lstm import (
     AWDLSTMConfig,
     AWDLSTMForLanguageModeling,
@@ -408,8 +409,11 @@ def run_ulmfit(
                 raise ValueError(f"{pretrained}: a {found} language model, but the run trains "
                                  f"{'backward' if settings.backwards else 'forward'} models (backwards="
                                  f"{settings.backwards}): give the pretrained LM of that direction")
-            lm, tokenizer = adapt_vocabulary(AWDLSTMForLanguageModeling.from_pretrained(pretrained), old_tokenizer,
-                                             task_texts, min_freq=settings.min_freq, max_vocab=settings.max_vocab)
+            # checked: a folder whose weights do not fill the model (an edited config.json, a classifier's folder)
+            # would otherwise fine-tune randomly initialised parts without a word
+            lm, tokenizer = adapt_vocabulary(from_pretrained_checked(AWDLSTMForLanguageModeling, pretrained),
+                                             old_tokenizer, task_texts, min_freq=settings.min_freq,
+                                             max_vocab=settings.max_vocab)
             _use_bptt(lm, settings)
             new_tokens = len(set(tokenizer.itos) - set(old_tokenizer.itos))
             stages.append(StageRecord(1, "general-domain LM", note=(
@@ -559,6 +563,7 @@ def save_ulmfit_folders(
     license: str = "apache-2.0",
     example_texts: Sequence[str] | None = None,
     titles: dict[str, str] | None = None,
+    shown_as: str | Path | None = None,
 ) -> dict[str, Path]:
     """Saves ``output_dir/language_model`` (the fine-tuned LM) and ``output_dir/classifier``, each a Hub-ready
     folder: safetensors weights, ``config.json`` with an ``auto_map``, the model's code (remote code), the tokenizer
@@ -576,10 +581,13 @@ def save_ulmfit_folders(
         example_texts: texts of the task for the usage snippets (the classifier's inputs, up to 40 words each; the
             LM's prompt is the first words of the first).
         titles: the cards' titles, by folder name (``language_model``, ``classifier``).
+        shown_as: where ``output_dir`` will be once the run completes (a staged folder, renamed at the end): the
+            cards' snippets load the folders from there when they have no repository. Default: ``output_dir``.
 
     Returns the two folders by name.
     """
     output_dir = Path(output_dir)
+    shown = Path(shown_as) if shown_as is not None else output_dir
     if class_names is not None:
         result.classifier.config.id2label = dict(enumerate(class_names))
         result.classifier.config.label2id = {c: i for i, c in enumerate(class_names)}
@@ -607,7 +615,7 @@ def save_ulmfit_folders(
         model.save_pretrained(folder)
         result.tokenizer.save_pretrained(folder)
         report = ulmfit_training_report(result, kind, data, origin=origin, datasets=datasets, task=task)
-        card = render_awd_lstm_card(model.config, repo_id or folder, None, kind, model_name=titles.get(name),
+        card = render_awd_lstm_card(model.config, repo_id or shown / name, None, kind, model_name=titles.get(name),
                                     revision=revision if repo_id else None,
                                     num_parameters=sum(p.numel() for p in model.parameters()), base_model=base_model,
                                     license=license, language=language, training=report, example_texts=texts,

@@ -422,6 +422,25 @@ class TokenEmbeddingCache:
 # --------------------------------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------------------------------
+def _saved_token_cache(name_or_path: str, kwargs: dict[str, Any]) -> str | None:
+    """The path of the token cache saved with a model (a local folder's file, or the Hub repository's through the
+    Hub cache), or None when it has none."""
+    subfolder = kwargs.get("subfolder") or ""
+    folder = Path(name_or_path) / subfolder
+    if folder.is_dir():
+        path = folder / ElmoModel.TOKEN_CACHE_FILE
+        return str(path) if path.is_file() else None
+    if Path(name_or_path).exists():  # a file, not a folder: no cache beside it
+        return None
+    from transformers.utils import cached_file
+
+    hub = {key: kwargs[key] for key in ("cache_dir", "force_download", "proxies", "token", "revision",
+                                        "local_files_only") if kwargs.get(key) is not None}
+    return cached_file(name_or_path, ElmoModel.TOKEN_CACHE_FILE, subfolder=subfolder,
+                       _raise_exceptions_for_missing_entries=False,
+                       _raise_exceptions_for_connection_errors=False, **hub)
+
+
 class ElmoPreTrainedModel(PreTrainedModel):
     config_class = ElmoConfig
     base_model_prefix = "elmo"
@@ -436,14 +455,17 @@ class ElmoPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any) -> Any:
-        """``PreTrainedModel.from_pretrained``; a local folder's token cache (``token_embeddings.safetensors``,
-        ``ElmoModel.save_token_embeddings``) is loaded too."""
+        """``PreTrainedModel.from_pretrained``; the token cache saved with the model (``token_embeddings.safetensors``,
+        ``ElmoModel.save_token_embeddings``) is loaded too, from a local folder or from the Hub repository (through
+        the Hub cache, with the same ``revision``, ``cache_dir``, ``local_files_only``, ``token`` and ``subfolder``;
+        a repository without one has none)."""
         loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
         elmo = model if isinstance(model, ElmoModel) else getattr(model, "elmo", None)
-        folder = Path(str(pretrained_model_name_or_path))
-        if isinstance(elmo, ElmoModel) and folder.is_dir() and (folder / ElmoModel.TOKEN_CACHE_FILE).is_file():
-            elmo.load_token_embeddings(folder)
+        if isinstance(elmo, ElmoModel) and pretrained_model_name_or_path is not None:
+            path = _saved_token_cache(str(pretrained_model_name_or_path), kwargs)
+            if path is not None:
+                elmo.load_token_embeddings(path)
         return loaded
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, save_token_cache: bool = False,
