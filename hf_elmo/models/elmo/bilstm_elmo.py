@@ -172,7 +172,15 @@ def _mkldnn_usable() -> bool:
     )
 
 
+def _mkldnn_bf16_usable() -> bool:
+    """oneDNN's bfloat16 kernels need AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT: on an AVX2-only CPU its reorder
+    raises, while an ordinary ``F.linear`` in bfloat16 still runs (slowly), so bfloat16 takes that path there."""
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return _MKLDNN and probe is not None and bool(probe())
+
+
 _MKLDNN = _mkldnn_usable()
+_MKLDNN_BF16 = _mkldnn_bf16_usable()
 
 
 def tracing() -> bool:
@@ -226,7 +234,7 @@ class PackedLinearCache:
             and x.device.type == "cpu"
             and weight.device.type == "cpu"
             and x.dtype == weight.dtype
-            and x.dtype in (torch.float32, torch.bfloat16)
+            and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _MKLDNN_BF16))
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
             and not tracing()
         )
