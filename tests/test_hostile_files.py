@@ -886,6 +886,7 @@ def run_and_stop(argv: list[str], output: Path, signum: int, delay: float, cwd: 
     ("embed", "SIGTERM", 0.0),
     ("ulmfit", "SIGTERM", 0.0),  # while the data is encoded / the first stage starts
     ("ulmfit", "SIGTERM", 0.6),  # in the training (the whole run takes ~2 s)
+    ("convert-elmoformanylangs", "SIGTERM", 0.05),
     ("quickstart", "SIGTERM", 1.0),  # in the ELMo stage
     ("quickstart", "SIGHUP", 8.0),  # in the ULMFiT stage or the export
 ])
@@ -900,6 +901,12 @@ def test_signal_midway_leaves_nothing_and_the_rerun_succeeds(tmp_path, capsys, c
     elif command == "embed":
         folder, argv, output = embed_run(tmp_path, lines=600)
         argv += ["--batch-size", "4"]
+    elif command == "convert-elmoformanylangs":
+        model_dir = Path(__file__).resolve().parents[1].parent / "shared/fixtures/elmo/elmoformanylangs/model"
+        if not model_dir.is_dir():
+            pytest.skip(f"the ELMoForManyLangs fixture is not at {model_dir} (../shared is beside the repository)")
+        output = tmp_path / "out"
+        argv = ["convert-elmoformanylangs", "--model-dir", str(model_dir), "--output", str(output)]
     elif command in ("ulmfit", "quickstart"):
         output = tmp_path / "out"
         argv = (ulmfit_argv if command == "ulmfit" else quickstart_argv)(tmp_path, output)
