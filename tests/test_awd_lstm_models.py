@@ -603,3 +603,19 @@ def test_remote_code_with_transformers_4_57(saved, tmp_path):
     report, got = run_clean(TF457_PYTHON, saved, tmp_path)
     assert report["transformers"].startswith("4.57"), report["transformers"]
     check_clean_report(report, got, saved)
+
+
+def test_classifier_refuses_hidden_states_instead_of_dropping_them():
+    """A classifier keeps only its pooled window's outputs: asking for hidden states (argument or config) is a clear
+    error, not an output without them; False/None (what transformers passes) runs as usual."""
+    model = AWDLSTMForSequenceClassification(tiny_config(num_labels=2)).eval()
+    ids = torch.tensor([[2, 5, 6, 7]])
+    with torch.no_grad():
+        want = model(input_ids=ids).logits
+        torch.testing.assert_close(model(input_ids=ids, output_hidden_states=False).logits, want)
+        with pytest.raises(ValueError, match="does not return hidden states .* run AWDLSTMModel"):
+            model(input_ids=ids, output_hidden_states=True)
+        model.config.output_hidden_states = True
+        with pytest.raises(ValueError, match="does not return hidden states"):
+            model(input_ids=ids)
+        torch.testing.assert_close(model(input_ids=ids, output_hidden_states=False).logits, want)

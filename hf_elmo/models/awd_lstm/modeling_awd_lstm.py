@@ -917,9 +917,15 @@ def _document_inputs(model: AWDLSTMPreTrainedModel, input_ids: Any, attention_ma
                      kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """A classifier's ``input_ids`` checked and on its device, and the real tokens: ``attention_mask``, else the
     tokens that are not ``pad_token_id`` (fastai's padding), else every token. Arguments that transformers passes to
-    every model and a classifier has no use for are dropped; any other is refused by name."""
-    for ignored in ("token_type_ids", "position_ids", "num_items_in_batch", "output_hidden_states",
-                    "output_attentions", "use_cache"):
+    every model and a classifier has no use for are dropped; any other is refused by name. Hidden states asked for
+    (``output_hidden_states``, by argument or config) are refused rather than silently left out: a classifier reads
+    a document in chunks and keeps the outputs of its pooled window only."""
+    wants_hidden = kwargs.pop("output_hidden_states", None)
+    if wants_hidden or (wants_hidden is None and model.config.output_hidden_states):
+        raise ValueError(f"{type(model).__name__} does not return hidden states (it reads each document in bptt "
+                         "chunks and keeps only the pooled window's outputs): run AWDLSTMModel on the same inputs "
+                         "with output_hidden_states=True for every layer's outputs")
+    for ignored in ("token_type_ids", "position_ids", "num_items_in_batch", "output_attentions", "use_cache"):
         kwargs.pop(ignored, None)
     if kwargs:
         raise TypeError(f"{type(model).__name__}.forward got unexpected arguments: {sorted(kwargs)}")
