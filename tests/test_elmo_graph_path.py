@@ -64,12 +64,18 @@ def test_graph_path_matches_packed_path(side, differentiable):
     gen = torch.Generator().manual_seed(1)
     h0, c0 = model.zero_state(len(texts))
     state = (torch.randn(h0.shape, generator=gen) * 0.3, torch.randn(c0.shape, generator=gen) * 0.3)
-    packed, graph = run_both(model, differentiable, **enc, state=state)
-    for a, b in zip(packed.hidden_states, graph.hidden_states):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
-    torch.testing.assert_close(packed.last_hidden_state, graph.last_hidden_state, rtol=0, atol=1e-6)
-    for a, b in zip(packed.state, graph.state):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    # float64: the two paths are the same computation, so they agree to rounding of float64
+    packed, graph = run_both(model.double(), differentiable, **enc, state=tuple(s.double() for s in state))
+    for a, b in zip((*packed.hidden_states, packed.last_hidden_state, *packed.state),
+                    (*graph.hidden_states, graph.last_hidden_state, *graph.state), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    # float32: each path rounds differently (oneDNN's GEMMs on the running rows vs masked products over the padded
+    # axis; on an AVX2 CPU each lands up to ~9e-7 from the float64 result on the cell state, which reaches the clip
+    # of 3, on opposite sides): 1e-6 absolute plus 1e-5 relative to the value
+    packed, graph = run_both(model.float(), differentiable, **enc, state=state)
+    for a, b in zip((*packed.hidden_states, packed.last_hidden_state, *packed.state),
+                    (*graph.hidden_states, graph.last_hidden_state, *graph.state), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_graph_path_is_differentiable():
