@@ -424,3 +424,14 @@ def test_data_collator_output_runs_through_the_model(tokenizer):
         a = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         b = model(**direct).last_hidden_state
     assert torch.equal(a, b)
+
+
+def test_a_batch_of_fifty_word_ids_a_row_decodes_as_words(tmp_path):
+    """Rows 50 wide are character rows only when they start as one: a batch of 50 vocabulary ids a row is a batch."""
+    words = [f"w{i}" for i in range(60)]
+    (tmp_path / "vocab.txt").write_text("\n".join(["<S>", "</S>", "<UNK>", *words]) + "\n", encoding="utf-8")
+    tok = ElmoTokenizer(vocab_file=str(tmp_path / "vocab.txt"))
+    batch = [tok.convert_tokens_to_ids(words[:50]), tok.convert_tokens_to_ids(words[10:60])]
+    assert tok.decode(batch) == [" ".join(words[:50]), " ".join(words[10:60])]
+    rows = tok(["w1 w2"], return_tensors=None)["input_ids"][0]
+    assert tok.decode(rows, skip_special_tokens=True) == "w1 w2"  # one sequence of character rows

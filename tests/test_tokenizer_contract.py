@@ -266,8 +266,10 @@ class TestElmoTokenizer(TokenizerContract):
         assert isinstance(tokenizer.decode(ids), str)
         assert tokenizer.pad(tokenizer(self.TEXTS[0]), padding="max_length", max_length=12)["attention_mask"] == (
             [1] * len(ids) + [0] * (12 - len(ids)))
-        with pytest.raises(ValueError, match="not an ELMo character-id row"):
-            tokenizer.decode([[1] * tokenizer.max_characters_per_token])
+        with pytest.raises(ValueError, match="not an ELMo character-id row"):  # starts as a row, is none
+            tokenizer.decode([[259] + [1] * (tokenizer.max_characters_per_token - 1)])
+        # 50 ids a row that do not start as a character row are a batch of word-id sequences
+        assert isinstance(tokenizer.decode([[1] * tokenizer.max_characters_per_token]), list)
 
 
     def test_ids_go_to_prepare_for_model_not_the_call(self, tokenizer):

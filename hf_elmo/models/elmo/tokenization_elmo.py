@@ -305,10 +305,17 @@ class ElmoTokenizer(PreTrainedTokenizer):
 
         return row(tokens) if isinstance(tokens, str) else [row(str(t)) for t in tokens]
 
+    def _row_starts(self) -> set[int]:
+        """The ids a row of character ids can start with: the beginning-of-word mark, or 0 (the padding row)."""
+        return {BOW_CHAR + 1, 0}
+
     def _is_char_sequence(self, ids: Any) -> bool:
-        """Whether ``ids`` (python lists) is one sequence of character-id rows rather than of vocabulary ids."""
+        """Whether ``ids`` (python lists) is one sequence of character-id rows rather than a batch of vocabulary-id
+        sequences: rows exactly ``max_characters_per_token`` wide that each start as a character row does (a batch
+        of 50 word ids a row is otherwise read as words)."""
+        starts = self._row_starts()
         return (isinstance(ids, (list, tuple)) and len(ids) > 0 and isinstance(ids[0], (list, tuple))
-                and all(len(r) == self.max_characters_per_token for r in ids))
+                and all(len(r) == self.max_characters_per_token and r[0] in starts for r in ids))
 
     # ----- special tokens: <S> ... </S> around every sequence -----
     def build_inputs_with_special_tokens(self, token_ids_0: list, token_ids_1: list | None = None) -> list:

@@ -176,6 +176,10 @@ class ElmoForManyLangsTokenizer(ElmoTokenizer):
     def word_char_ids(self, word: str) -> np.ndarray:
         return self._char_row(word).array
 
+    def _row_starts(self) -> set[int]:
+        """A row of this lexicon starts with the slot-0 mark (the original's ``<eow>`` id) or is all padding."""
+        return {self._first, self._char_pad}
+
     def _char_row(self, word: str) -> _CharRow:
         row = self._row_cache.get(word)
         if row is None:
