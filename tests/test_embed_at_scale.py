@@ -306,3 +306,17 @@ def test_a_failing_rank_stops_every_rank_with_its_message(model_dir: Path, tmp_p
                for line in errors), errors
     assert any("rank 0 of 2: stopped: rank 1 failed: the sentences on lines [2]" in line for line in errors), errors
     assert not out.exists() and partials(out) == []
+
+
+@needs_gloo
+def test_a_rank_without_sentences_still_takes_part(model_dir: Path, tmp_path: Path, reference) -> None:
+    """One sentence, two processes: rank 1's part is empty, and the merged file is the one sentence's."""
+    path = tmp_path / "in.txt"
+    path.write_text("only one line here\n", encoding="utf-8")
+    out = tmp_path / "out.hdf5"
+    proc = torchrun_embed([str(model_dir), str(path), str(out), "--layers", "all"])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    arrays, index_json = read(out)
+    assert list(arrays) == ["0"] and json.loads(index_json) == {"only one line here": "0"}
+    np.testing.assert_allclose(arrays["0"], alone(reference, "only one line here"), atol=1e-5, rtol=0)
+    assert partials(out) == []
