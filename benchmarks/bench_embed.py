@@ -95,7 +95,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=256, help="larger than embed's 64: a tiny model's batch is "
                     "mostly per-step overhead")
-    ap.add_argument("--window", type=int, default=2560, help="embed's --window (below 10k: several windows in each run)")
+    ap.add_argument("--window", type=int, default=2560,
+                    help="embed's --window (below 10k: several windows in each run)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads of the embedding process")
     ap.add_argument("--layers", default="top", help="what each dataset holds (top: the usual features)")
     args = ap.parse_args()
