@@ -180,8 +180,8 @@ def embed_to_hdf5(
 ) -> int:
     """Embeds ``sentences`` with ``model`` (an ElmoModel) and writes them to ``output``; returns how many.
 
-    Words come from ``tokenizer.tokenize`` (identical to sacremoses' English Moses tokenizer, as ELMo's training data was split) or, with ``pre_tokenized``, from
-    splitting on whitespace. ``sentences`` is consumed lazily, ``window`` sentences at a time (default
+    Words come from ``tokenizer.tokenize`` (split as sacremoses' English Moses tokenizer splits, as ELMo's training
+    data was) or, with ``pre_tokenized``, from splitting on whitespace. ``sentences`` is consumed lazily, ``window`` sentences at a time (default
     ``WINDOW_BATCHES`` batches): each window runs longest first in batches of ``batch_size`` and is written before
     the next is read. ``total`` (the number of sentences, when known) sizes the progress bar. With ``shard`` (a
     process of a torchrun world, whose process group is initialised) this process embeds its share into a part file
