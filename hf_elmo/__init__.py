@@ -14,6 +14,7 @@ from .models.awd_lstm import (
 from .models.elmo import (
     ElmoConfig,
     ElmoForLanguageModeling,
+    ElmoForManyLangsTokenizer,
     ElmoForSequenceClassification,
     ElmoForTokenClassification,
     ElmoModel,
@@ -35,6 +36,7 @@ __all__ = [
     "AWDLSTMTokenizer",
     "ElmoConfig",
     "ElmoForLanguageModeling",
+    "ElmoForManyLangsTokenizer",
     "ElmoForSequenceClassification",
     "ElmoForTokenClassification",
     "ElmoModel",

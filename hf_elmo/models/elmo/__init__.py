@@ -9,10 +9,12 @@ from .modeling_elmo import (
     ElmoPreTrainedModel,
 )
 from .tokenization_elmo import ElmoTokenizer, split_words, word_to_char_ids
+from .tokenization_elmoformanylangs import ElmoForManyLangsTokenizer
 
 __all__ = [
     "ElmoConfig",
     "ElmoForLanguageModeling",
+    "ElmoForManyLangsTokenizer",
     "ElmoForSequenceClassification",
     "ElmoForTokenClassification",
     "ElmoModel",
