@@ -181,11 +181,12 @@ def embed_to_hdf5(
     """Embeds ``sentences`` with ``model`` (an ElmoModel) and writes them to ``output``; returns how many.
 
     Words come from ``tokenizer.tokenize`` (split as sacremoses' English Moses tokenizer splits, as ELMo's training
-    data was) or, with ``pre_tokenized``, from splitting on whitespace. ``sentences`` is consumed lazily, ``window`` sentences at a time (default
-    ``WINDOW_BATCHES`` batches): each window runs longest first in batches of ``batch_size`` and is written before
-    the next is read. ``total`` (the number of sentences, when known) sizes the progress bar. With ``shard`` (a
-    process of a torchrun world, whose process group is initialised) this process embeds its share into a part file
-    and rank 0 merges every part into ``output``; the count returned is the whole world's.
+    data was) or, with ``pre_tokenized``, from splitting on whitespace. ``sentences`` is consumed lazily, ``window``
+    sentences at a time (default ``WINDOW_BATCHES`` batches): each window runs longest first in batches of
+    ``batch_size`` and is written before the next is read. ``total`` (the number of sentences, when known) sizes the
+    progress bar. With ``shard`` (a process of a torchrun world, whose process group is initialised) this process
+    embeds its share into a part file and rank 0 merges every part into ``output``; the count returned is the whole
+    world's.
     """
     if layers not in LAYER_MODES:
         raise ValueError(f"layers must be one of {LAYER_MODES}, got {layers!r}")

@@ -262,7 +262,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         common = dict(pretraining_texts=pretraining, settings=settings, output_dir=work, lm_eval_texts=lm_valid,
-                      tokenizer_options=tokenizer_options, scratch_config=dict(emb_size=args.emb_size, hidden_size=args.hidden_size,
+                      tokenizer_options=tokenizer_options,
+                      scratch_config=dict(emb_size=args.emb_size, hidden_size=args.hidden_size,
                                           num_layers=args.num_layers))
         with console_logging(logging.INFO), torch_threads(args.threads):
             if args.bidirectional:
