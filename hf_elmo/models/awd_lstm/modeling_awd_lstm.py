@@ -43,14 +43,23 @@ LayerState = tuple[torch.Tensor, torch.Tensor]
 # Dropouts
 # --------------------------------------------------------------------------------------------------------------------
 def _bernoulli_mask(like: torch.Tensor, shape: tuple[int, ...], p: float) -> torch.Tensor:
-    """A mask of ``shape`` (``like``'s dtype and device): 0 with probability ``p``, ``1 / (1 - p)`` otherwise."""
-    return like.new_empty(shape).bernoulli_(1 - p).div_(1 - p)
+    """A mask of ``shape`` (``like``'s dtype and device): 0 with probability ``p``, ``1 / (1 - p)`` otherwise.
+
+    Drawn as ``uniform < 1 - p`` rather than with ``bernoulli_``: on CPU torch's ``bernoulli_`` runs on one thread at
+    ~140M draws/s, twice as long as ``rand`` (38 vs 16 ms for one 4608 × 1152 weight at ULMFiT's size, drawn twice
+    per training step). Drawn in float32 whatever ``like``'s dtype (a bfloat16 uniform has 8 bits)."""
+    keep = 1.0 - p
+    return torch.rand(shape, device=like.device).lt_(keep).to(like.dtype).div_(keep)
 
 
 class AWDLSTMEmbeddingDropout(nn.Module):
     """Embedding dropout (Gal & Ghahramani): in training, whole rows of the embedding matrix (whole words of the
     vocabulary) are zeroed with probability ``p`` and the others scaled by ``1 / (1 - p)``, one mask per call, so
-    that every occurrence of a dropped word is dropped. Holds no parameter: it is given the embedding to read."""
+    that every occurrence of a dropped word is dropped. Holds no parameter: it is given the embedding to read.
+
+    The mask is drawn for the whole vocabulary, as fastai draws it, and applied to the rows looked up: the same
+    values as looking up in the masked matrix, without a (vocab × dim) copy per step and its gradient (2 × 96 MB
+    at ULMFiT's size)."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
@@ -58,10 +67,11 @@ class AWDLSTMEmbeddingDropout(nn.Module):
 
     def forward(self, embedding: nn.Embedding, input_ids: torch.Tensor) -> torch.Tensor:
         weight = embedding.weight
-        if self.training and self.p > 0:
-            weight = weight * _bernoulli_mask(weight, (weight.shape[0], 1), self.p)
         padding_idx = embedding.padding_idx if embedding.padding_idx is not None else -1
-        return F.embedding(input_ids, weight, padding_idx)
+        rows = F.embedding(input_ids, weight, padding_idx)
+        if self.training and self.p > 0:
+            rows = rows * _bernoulli_mask(weight, (weight.shape[0], 1), self.p)[input_ids]
+        return rows
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -126,8 +136,8 @@ class AWDLSTMLayer(nn.Module):
         weights = []
         for suffix in self.suffixes:
             w_hh = getattr(self, f"weight_hh_l0{suffix}")
-            if self.training and self.weight_p > 0:
-                w_hh = F.dropout(w_hh, p=self.weight_p, training=True)
+            if self.training and self.weight_p > 0:  # F.dropout's DropConnect, with a mask drawn faster on CPU
+                w_hh = w_hh * _bernoulli_mask(w_hh, w_hh.shape, self.weight_p)
             weights += [getattr(self, f"weight_ih_l0{suffix}"), w_hh, getattr(self, f"bias_ih_l0{suffix}"),
                         getattr(self, f"bias_hh_l0{suffix}")]
         return weights
