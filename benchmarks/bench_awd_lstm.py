@@ -20,7 +20,7 @@ import sys
 import time
 
 import torch
-from machine import cpu_name
+from machine import cpu_name, reference_kind_warning
 
 from hf_elmo.models.awd_lstm import AWDLSTMConfig, AWDLSTMForLanguageModeling, AWDLSTMTokenizer
 
@@ -155,6 +155,8 @@ def main() -> None:
         return
     print(f"# AWD-LSTM LM, ULMFiT size (400/1152/3), vocab {args.vocab}, batch {args.batch_size}, bptt {args.bptt}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_name()}")
+    if warning := reference_kind_warning():
+        print(warning)
     batch = torch.randint(0, args.vocab, (args.batch_size, args.bptt + 1))
     model = make_model(args.vocab)
     paths = ("fused", "logits") if args.loss == "both" else (args.loss,)

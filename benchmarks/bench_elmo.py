@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from machine import cpu_name
+from machine import cpu_name, reference_kind_warning
 
 from hf_elmo import ElmoConfig, ElmoModel, ElmoTokenizer
 from hf_elmo.conversion.allennlp_elmo import load_elmo_weights
@@ -99,6 +99,8 @@ def main() -> None:
     cpu = cpu_name()
     print(f"# ElmoModel {args.size}, batch {args.batch_size}, {args.batches} batches, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {cpu}")
+    if warning := reference_kind_warning():
+        print(warning)
     modes = ["off", "on", "products"] if args.token_cache == "all" else [args.token_cache]
     for name in args.dtype:
         for mode in modes:
