@@ -51,6 +51,31 @@ def test_loss_and_gradients_equal_cross_entropys(block_rows, bias):
         assert relative(g, 3.0 * w) <= 1e-6
 
 
+def test_a_unit_upstream_gradient_returned_as_is_stays_right_through_accumulation_and_a_retained_graph():
+    """With ``loss.backward()`` the saved gradients are handed to autograd unscaled: a tied weight (one tensor used
+    as input and decoder) still gets both contributions, a retained graph gives the same gradients again, and a
+    later scaled pass is scaled."""
+    hidden, weight, b, targets = leaves(bias=True)
+    rows = torch.randint(0, weight.shape[0], (hidden.shape[0],), generator=torch.Generator().manual_seed(1))
+
+    def loss_of(fused: bool) -> torch.Tensor:
+        tied_input = F.embedding(rows, weight) + hidden  # the weight read twice, as AWD-LSTM's tied decoder
+        if fused:
+            return fused_linear_cross_entropy(tied_input, weight, b, targets, block_rows=7)
+        return F.cross_entropy(F.linear(tied_input, weight, b), targets)
+
+    want = torch.autograd.grad(loss_of(False), [hidden, weight, b])
+    loss = loss_of(True)
+    loss.backward(retain_graph=True)
+    first = [t.grad.clone() for t in (hidden, weight, b)]
+    loss.backward(retain_graph=True)  # accumulates: twice the gradients, the saved ones untouched by the first
+    second = [t.grad.clone() for t in (hidden, weight, b)]
+    (loss * 0.5).backward()
+    third = [t.grad for t in (hidden, weight, b)]
+    for w, g1, g2, g3 in zip(want, first, second, third):
+        assert relative(g1, w) <= 1e-6 and relative(g2, 2 * w) <= 1e-6 and relative(g3, 2.5 * w) <= 1e-6
+
+
 def test_without_gradient_only_the_loss_and_the_same_one():
     hidden, weight, b, targets = leaves()
     with torch.no_grad():

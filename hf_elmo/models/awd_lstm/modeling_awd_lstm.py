@@ -744,9 +744,14 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        # The gradients were taken for a loss gradient of 1, which ``loss.backward()`` gives: on CPU they are then
+        # returned as they are, not copied by a multiplication (a fresh (vocab × dim) tensor, 96 MB at ULMFiT's
+        # size, and its page faults: ~5% of a training step), and autograd adds into them or keeps them. On a GPU
+        # the multiplication is cheap and the test would wait for the device.
+        unscaled = grad_output.device.type == "cpu" and bool(grad_output == 1)
         grads = []
         for saved, dtype in zip(ctx.saved_tensors, ctx.dtypes):
-            grads.append(None if saved is None else (saved * grad_output).to(dtype))
+            grads.append(None if saved is None else (saved if unscaled else saved * grad_output).to(dtype))
         return (*grads, None, None, None)
 
 
