@@ -37,12 +37,14 @@ from transformers.utils import logging
 from .bilstm_elmo import (
     Clips,
     ElmoState,
+    GatheredRows,
     PackedLayout,
     PackedLinearCache,
     run_batched,
     run_inplace,
     run_scan_masked,
     run_scan_running,
+    materialize,
     tracing,
 )
 from .configuration_elmo import ElmoConfig
@@ -190,19 +192,20 @@ class ElmoBiLm(nn.Module):
         self.layers = nn.ModuleList(ElmoLstmLayer(config) for _ in range(config.n_layers))
         self.clips = Clips(float(config.cell_clip or 0.0), float(config.proj_clip or 0.0))
 
-    def _executor(self, layer: ElmoLstmLayer, gates: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
-                  traceable: bool) -> Any:
+    def _executor(self, layer: ElmoLstmLayer, gates: list[Any], h0: torch.Tensor, c0: torch.Tensor,
+                  traceable: bool) -> tuple[Any, list[Any]]:
         """The one place where a path is chosen: traced (export, compilation, ``graph_mode``) or eager, and whether a
         gradient must pass through the steps (the traced running-rows op has no backward; the in-place executor
-        writes its states)."""
+        writes its states). Returns the executor and the packed input products in the form it reads (only the
+        in-place one reads `GatheredRows` step by step)."""
         needs_grad = torch.is_grad_enabled() and (
-            gates.requires_grad or h0.requires_grad or c0.requires_grad
+            gates[0].requires_grad or h0.requires_grad or c0.requires_grad
             or any(w.requires_grad for w in (layer.weight_hh, layer.weight_proj)))
         if traceable or tracing():
-            return run_scan_masked if needs_grad else run_scan_running
-        if not needs_grad and self._cache.usable(h0.to(gates.dtype), layer.weight_hh):
-            return partial(run_inplace, self._cache)
-        return run_batched
+            return (run_scan_masked if needs_grad else run_scan_running), materialize(gates)
+        if not needs_grad and self._cache.usable(h0.to(gates[0].dtype), layer.weight_hh):
+            return partial(run_inplace, self._cache), gates
+        return run_batched, materialize(gates)
 
     def first_layer_inputs(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(U, P) token representations → the first layer's input products (with its bias), (U, 4H) per direction:
@@ -237,10 +240,10 @@ class ElmoBiLm(nn.Module):
             bias = layer.effective_bias()
             if k == 0:  # the first layer's input products once per distinct word
                 first = self.first_layer_inputs(tokens) if first_inputs is None else first_inputs
-                gates = [first[d][words[d]] for d in range(2)]
+                gates = [GatheredRows(first[d], words[d]) for d in range(2)]
             else:
                 gates = [self._cache.linear(x[d], layer.weight_ih[d], bias[d]) for d in range(2)]
-            run = self._executor(layer, gates[0], h0s[k], c0s[k], traceable)
+            run, gates = self._executor(layer, gates, h0s[k], c0s[k], traceable)
             out, h, c = run(layer.weight_hh, layer.weight_proj, gates, layout, h0s[k], c0s[k], self.clips)
             if self.config.use_skip_connections and k > 0:
                 out = [out[d] + x[d] for d in range(2)]
