@@ -165,6 +165,7 @@ def test_model_card(converted, name, pipeline):
                    name, "vocab.pkl", "32 → 48 → 48 → 32"):
         assert needle in text, needle
     assert ("fastai v1 state dict" in text) == (name == "lm_v1_state_dict.pth")
+    assert "the vocabulary\nwith an unpickler that resolves no class or function" in text  # vocab.pkl
     sha = re.search(r"sha256 `([0-9a-f]{64})`", text)
     assert sha and sha.group(1) == hashlib.sha256((FASTAI_FIXTURE / name).read_bytes()).hexdigest()
     if name.startswith("clas"):

@@ -296,6 +296,7 @@ def test_conversion_script_and_card(tmp_path):
     assert (tmp_path / "out/spm.model").is_file()
     card = (tmp_path / "out/README.md").read_text(encoding="utf-8")
     assert "SentencePieceTokenizer" in card and "`spm.model`" in card and "spaCy" not in card
+    assert "the vocabulary\nas a JSON list" in card and "unpickler" not in card  # no pickle was read
     assert main(["convert-awd-lstm", "--weights", str(SPM_FIXTURE / "clas.pth"), "--vocab",
                  str(SPM_FIXTURE / "vocab.json"), "--spm-model", str(tmp_path / "missing.model"), "--output",
                  str(tmp_path / "out2")]) != 0

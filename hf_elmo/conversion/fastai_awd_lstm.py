@@ -537,6 +537,7 @@ def convert_fastai_awd_lstm(
             "weights": weights.name,
             "weights_sha256": file_sha256(weights),
             "vocab": vocab.name,
+            "vocab_format": vocabulary_format(vocab),
             "format": checkpoint.source_format,
             **({"spm_model": spm_model.name} if spm_model is not None else {}),
         }
@@ -565,10 +566,15 @@ def convert_fastai_awd_lstm(
     return output_dir
 
 
+def vocabulary_format(vocab: str | os.PathLike) -> str:
+    """How `read_vocabulary` reads ``vocab``: "json" for a ``.json`` file, else "pickle"."""
+    return "json" if Path(vocab).suffix.lower() == ".json" else "pickle"
+
+
 def read_vocabulary(vocab: str | os.PathLike) -> list[str]:
     """fastai's ``itos`` from ``vocab``: a JSON list (``.json``, e.g. a tokenizer folder's ``vocab.json``) or a
     pickle (``vocab.pkl``/``itos.pkl``, read without running it)."""
-    if Path(vocab).suffix.lower() == ".json":
+    if vocabulary_format(vocab) == "json":
         return AWDLSTMTokenizer._read_vocab(vocab)
     return read_itos_pickle(vocab)
 
