@@ -122,23 +122,28 @@ def save_bidirectional_folders(
     output_dir: str | os.PathLike,
     *,
     data: str,
+    task: str | None = None,
     class_names: Sequence[str] | None = None,
     repo_id: str | None = None,
     revision: str | None = None,
+    datasets: list[str] | None = None,
+    language: str | None = "en",
+    license: str = "apache-2.0",
+    example_texts: Sequence[str] | None = None,
     shown_as: str | os.PathLike | None = None,
-    **kwargs: Any,
 ) -> dict[str, Path]:
     """Saves ``output_dir/forward`` and ``output_dir/backward`` (each a language model and a classifier folder, as
-    :func:`~hf_elmo.training.ulmfit.save_ulmfit_folders` writes them) and ``output_dir/ensemble``: the ensemble with
-    the forward tokenizer and its card (``repo_id``: the Hub repository its snippet loads). ``kwargs`` go to both
-    directions' folders (``task``, ``datasets``, ``language``, ``license``, ``example_texts``). Returns the
-    folders: ``ensemble``, and ``forward/classifier``-style keys for the four others."""
+    :func:`~hf_elmo.training.ulmfit.save_ulmfit_folders` writes them, with the same card arguments) and
+    ``output_dir/ensemble``: the ensemble with the forward tokenizer and its card (``repo_id``: the Hub repository
+    its snippet loads). Returns the folders: ``ensemble``, and ``forward/classifier``-style keys for the four
+    others."""
     output_dir = Path(output_dir)
     shown = Path(shown_as) if shown_as is not None else output_dir
+    cards = dict(data=data, task=task, class_names=class_names, datasets=datasets,
+                 language=language, license=license, example_texts=example_texts)
     folders: dict[str, Path] = {}
     for name in DIRECTIONS:
-        saved = save_ulmfit_folders(getattr(result, name), output_dir / name, data=data, class_names=class_names,
-                                    shown_as=shown / name, **kwargs)
+        saved = save_ulmfit_folders(getattr(result, name), output_dir / name, shown_as=shown / name, **cards)
         folders.update({f"{name}/{kind}": folder for kind, folder in saved.items()})
     ensemble = result.ensemble
     ensemble.config.id2label = result.forward.classifier.config.id2label
@@ -149,10 +154,8 @@ def save_bidirectional_folders(
     card = render_awd_lstm_card(
         ensemble.config, repo_id or shown / ENSEMBLE_FOLDER, None, "classifier",
         model_name="ULMFiT forward + backward ensemble (AWD-LSTM)", revision=revision if repo_id else None,
-        num_parameters=sum(p.numel() for p in ensemble.parameters()), license=kwargs.get("license", "apache-2.0"),
-        language=kwargs.get("language", "en"), training=_ensemble_report(result, data, kwargs.get("task"),
-                                                                         kwargs.get("datasets")),
-        example_texts=kwargs.get("example_texts"),
+        num_parameters=sum(p.numel() for p in ensemble.parameters()), license=license, language=language,
+        training=_ensemble_report(result, data, task, datasets), example_texts=example_texts,
     )
     card.save(folder / "README.md")
     folders[ENSEMBLE_FOLDER] = folder
