@@ -77,14 +77,21 @@ def run_guarded(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         with signals_as_interrupts():
             return func(args)
     except USER_ERRORS as error:
-        print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
+        _say(f"{prog}: error: {one_line(error)}")
         return 1
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted (SIGINT)", file=sys.stderr)
+        _say(f"{prog}: interrupted (SIGINT)")
         return 128 + signal.SIGINT
     except Interrupted as stop:
-        print(f"{prog}: stopped by {stop}", file=sys.stderr)
+        _say(f"{prog}: stopped by {stop}")
         return 128 + stop.signum
+
+
+def _say(line: str) -> None:
+    """``line`` on stderr in one write: under torchrun the ranks share one unbuffered stderr, and ``print``'s two
+    writes (the text, then the newline) let another rank's line land between them."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 @contextlib.contextmanager
