@@ -125,7 +125,6 @@ class ElmoForManyLangsTokenizer(ElmoTokenizer):
         # swapped as in the original's create_one_batch: slot 0 holds <eow>, the slot after the word <bow>
         self._first, self._last, self._char_oov, self._char_pad = c["<eow>"], c["<bow>"], c["<oov>"], c["<pad>"]
         self._word_pad = self.vocab["<pad>"]
-        self._char_cache: dict[str, np.ndarray] = {}
         self._row_cache: dict[str, _CharRow] = {}
         self._padding_row = _CharRow([self._char_pad] * self.max_characters_per_token)
         # ElmoTokenizer's own __init__ reads bilm-tf's vocabulary: the base class is set up directly
@@ -184,7 +183,7 @@ class ElmoForManyLangsTokenizer(ElmoTokenizer):
         row = self._row_cache.get(word)
         if row is None:
             row = _CharRow(self.char_row_ids(word))
-            if len(self._row_cache) < 1_000_000:
+            if len(self._row_cache) < self.CHAR_CACHE_WORDS:
                 self._row_cache[word] = row
         return row
 
