@@ -284,12 +284,16 @@ class ElmoTokenizer(PreTrainedTokenizer):
         padding word: ``token_ids`` are -100 there.)"""
         return None if self.pad_token is None else 0
 
+    def char_row_ids(self, word: str) -> list[int]:
+        """The ``max_characters_per_token`` character ids of one word, uncached (bilm-tf's bytes and marks)."""
+        return word_to_char_ids(word, self.max_characters_per_token)
+
     def _char_row(self, word: str) -> _CharRow:
         """``word_char_ids`` as the list of ints that transformers' encoding paths carry (cached, and never changed
         in place: prepare_for_model and pad only build new lists of rows)."""
         row = self._row_cache.get(word)
         if row is None:
-            row = _CharRow(word_to_char_ids(word, self.max_characters_per_token))
+            row = _CharRow(self.char_row_ids(word))
             if len(self._row_cache) < self.CHAR_CACHE_WORDS:
                 self._row_cache[word] = row
         return row

@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-import numpy as np
 from transformers.utils import to_py_obj
 
 from .tokenization_elmo import ElmoTokenizer, _CharRow
@@ -172,20 +171,9 @@ class ElmoForManyLangsTokenizer(ElmoTokenizer):
         row = [self._first, *inner, self._last]
         return row + [self._char_pad] * (self.max_characters_per_token - len(row))
 
-    def word_char_ids(self, word: str) -> np.ndarray:
-        return self._char_row(word).array
-
     def _row_starts(self) -> set[int]:
         """A row of this lexicon starts with the slot-0 mark (the original's ``<eow>`` id) or is all padding."""
         return {self._first, self._char_pad}
-
-    def _char_row(self, word: str) -> _CharRow:
-        row = self._row_cache.get(word)
-        if row is None:
-            row = _CharRow(self.char_row_ids(word))
-            if len(self._row_cache) < self.CHAR_CACHE_WORDS:
-                self._row_cache[word] = row
-        return row
 
     def _row_word(self, row: Sequence[int]) -> str:
         """The (cut) word a row of character ids spells; the padding row is ``pad_token``."""
