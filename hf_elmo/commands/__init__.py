@@ -159,12 +159,28 @@ def check_push_arguments(args: argparse.Namespace, options: tuple[str, ...] = ("
             raise ValueError(f"--{option} only applies with {needed}")
 
 
+def description(help_text: str) -> str:
+    """A command's one-line help (``hf-elmo --help``) as the sentence its own ``--help`` opens with."""
+    return help_text[0].upper() + help_text[1:] + "."
+
+
+def add_command_parser(subparsers: Any, name: str, help_text: str,
+                       add_arguments: Callable[[argparse.ArgumentParser], None],
+                       run: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    """Registers the subcommand ``name``: its arguments are ``add_arguments``' (which its standalone script,
+    `standalone_main`, uses too) and ``run`` runs it."""
+    parser = subparsers.add_parser(name, help=help_text, description=description(help_text))
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
 def standalone_main(add_arguments: Callable[[argparse.ArgumentParser], None],
                     run: Callable[[argparse.Namespace], int], help_text: str,
                     argv: list[str] | None = None, prog: str | None = None) -> int:
     """A command as its own script (the conversion scripts): parses ``argv`` with the command's arguments and runs it
     as ``hf-elmo`` would; returns the exit status."""
-    parser = argparse.ArgumentParser(prog=prog, description=help_text[0].upper() + help_text[1:] + ".")
+    parser = argparse.ArgumentParser(prog=prog, description=description(help_text))
     add_arguments(parser)
     args = parser.parse_args(argv)
     return run_guarded(run, args, parser.prog)

@@ -10,7 +10,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import add_push_arguments, check_push_arguments, console_logging, standalone_main
+from . import (add_command_parser, add_push_arguments, check_push_arguments, console_logging,
+               standalone_main)
 
 NAME = "convert-elmo"
 HELP = "convert an original ELMo (bilm-tf / AllenNLP options.json + weights.hdf5) into a transformers folder"
@@ -39,10 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(NAME, help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
-    add_arguments(parser)
-    parser.set_defaults(func=run)
-    return parser
+    return add_command_parser(subparsers, NAME, HELP, add_arguments, run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,7 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import add_push_arguments, check_push_arguments, console_logging, standalone_main
+from . import (add_command_parser, add_push_arguments, check_push_arguments, console_logging,
+               standalone_main)
 
 NAME = "convert-elmoformanylangs"
 HELP = "convert an ELMoForManyLangs model folder (one of its 44 languages' ELMo) into a transformers folder"
@@ -28,10 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(NAME, help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
-    add_arguments(parser)
-    parser.set_defaults(func=run)
-    return parser
+    return add_command_parser(subparsers, NAME, HELP, add_arguments, run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from ..conversion.common import PARTIAL_MARK, remove_stale_partials
-from . import add_threads_argument, one_line, torch_threads
+from . import add_threads_argument, description, one_line, torch_threads
 from .embed_hdf5 import merge_parts, write_sentence_index
 from .embed_input import iter_sentences, read_sentences, scan_sentences, windows
 from .embed_shard import DEFAULT_TIMEOUT_S, Shard, exchange, process_group, shard_device, shard_from_env
@@ -47,7 +47,7 @@ WINDOW_BATCHES = 50  # sentences sorted by length together: --window defaults to
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(NAME, help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
+    parser = subparsers.add_parser(NAME, help=HELP, description=description(HELP))
     parser.add_argument("model", metavar="MODEL", help="a converted ELMo folder or a Hub repository id")
     parser.add_argument("input", metavar="INPUT.txt", type=Path,
                         help="UTF-8 text file, one sentence per line (no empty lines)")

@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from . import add_push_arguments, check_push_arguments, console_logging
+from . import add_push_arguments, check_push_arguments, console_logging, description
 
 NAME = "export"
 HELP = "export a model (saved folder or Hub repository) to ONNX, for ONNX Runtime"
@@ -24,7 +24,7 @@ TASKS = {"ELMo": ("feature-extraction", "text-classification", "token-classifica
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(NAME, help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
+    parser = subparsers.add_parser(NAME, help=HELP, description=description(HELP))
     parser.add_argument("model", metavar="MODEL", help="a saved model folder, a Hub repository id, or the --output "
                         "folder of `hf-elmo ulmfit` (its classifier is exported)")
     parser.add_argument("output", metavar="OUTPUT_DIR", type=Path, help="folder to write (new or empty)")

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import add_threads_argument, console_logging, torch_threads
+from . import add_threads_argument, console_logging, description, torch_threads
 
 NAME = "quickstart"
 HELP = ("pretrain a small ELMo and a ULMFiT classifier on the standard library's docstrings (or --data) and report "
@@ -42,7 +42,7 @@ def _stages(text: str) -> list[str]:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(NAME, help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
+    parser = subparsers.add_parser(NAME, help=HELP, description=description(HELP))
     parser.add_argument("--data", type=Path, default=None,
                         help="a .txt (one text per line), .csv/.tsv or .jsonl file instead of the standard library's "
                              "docstrings")

@@ -24,9 +24,9 @@ HELP = "train a ULMFiT text classifier (AWD-LSTM) on a labelled CSV/JSONL file o
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from . import DefaultsHelpFormatter, add_threads_argument
+    from . import DefaultsHelpFormatter, add_threads_argument, description
 
-    parser = subparsers.add_parser(NAME, help=HELP, description=HELP[0].upper() + HELP[1:] + ".",
+    parser = subparsers.add_parser(NAME, help=HELP, description=description(HELP),
                                    formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--train", required=True, help="labelled training data: .csv/.tsv/.jsonl file or datasets name")
     parser.add_argument("--valid", default=None,
