@@ -44,8 +44,15 @@ class TorchOps:
     ONNX values, so that the exported graph executes the cell's lines rather than a second statement of them."""
 
     sigmoid = staticmethod(torch.sigmoid)
-    tanh = staticmethod(torch.tanh)
     add = staticmethod(torch.add)
+
+    @staticmethod
+    def tanh(x: torch.Tensor) -> torch.Tensor:
+        """tanh(x) = 2·σ(2x) − 1 (within ~1.2e-7 of ``torch.tanh`` in float32). On CPU torch's ``tanh`` goes through
+        MKL's vector math, which takes a slow path on AMD CPUs: 247 µs against 77 µs for these four ops on a
+        (32, 4096) float32 cell block on the 2-core Zen 4 (its ``sigmoid`` is torch's own vectorised kernel)."""
+        s = torch.sigmoid(x * 2)
+        return s * 2 - 1 if s.requires_grad else s.mul_(2).sub_(1)  # sigmoid's backward reads its output
     mul = staticmethod(torch.mul)
 
     @staticmethod
