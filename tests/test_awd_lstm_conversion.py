@@ -39,7 +39,8 @@ pytestmark = requires_fixture
 SCRIPT = REPO / "conversion/convert_fastai_awd_lstm.py"
 VOCAB = FASTAI_FIXTURE / "vocab.pkl"
 EXPECTED_FILES = {"README.md", "config.json", "configuration_awd_lstm.py", "english_splitter.py", "model.safetensors",
-                  "modeling_awd_lstm.py", "tokenization_awd_lstm.py", "tokenizer_config.json", "vocab.json"}
+                  "modeling_awd_lstm.py", "packed_linear.py", "tokenization_awd_lstm.py", "tokenizer_config.json",
+                  "vocab.json"}
 
 
 

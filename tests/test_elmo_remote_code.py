@@ -86,7 +86,7 @@ def test_saved_folder_layout(saved, name):
     tok_config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
     assert tok_config["auto_map"]["AutoTokenizer"][0] == "tokenization_elmo.ElmoTokenizer"
 
-    for py in ("bilstm_elmo.py", "configuration_elmo.py", "modeling_elmo.py", "tokenization_elmo.py"):
+    for py in ("bilstm_elmo.py", "configuration_elmo.py", "modeling_elmo.py", "packed_linear.py", "tokenization_elmo.py"):
         assert (folder / py).is_file(), py
         assert "hf_elmo" not in [line.split()[1].split(".")[0] for line in (folder / py).read_text().splitlines()
                                  if line.startswith(("import ", "from "))], f"{py} imports hf_elmo"

@@ -13,7 +13,7 @@ the cell over that layout.
 
   | executor | when | how |
   |---|---|---|
-  | `run_inplace` | eager CPU inference | per direction, pre-packed oneDNN products, states written in place |
+  | `run_inplace` | eager CPU inference | per direction, pre-packed oneDNN products (packed_linear.py), states written in place |
   | `run_batched` | eager with gradients, or not on CPU | both directions in one batched product per step |
   | `run_scan_running` | traced inference (ONNX export) | one ``scan``; each step is `lstm_cell_op` on the running rows |
   | `run_scan_masked` | traced with gradients (compiled training) | one ``scan`` over the dense layout, masked updates |
@@ -24,13 +24,14 @@ This file is a sibling of modeling_elmo.py and ships with it as remote code (tor
 from __future__ import annotations
 
 import hashlib
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:  # run_inplace is handed the model's cache; this file itself needs torch only
+    from .packed_linear import PackedLinearCache
 
 # ELMo's recurrent state: h (n_layers, 2, batch, projection_dim) and c (n_layers, 2, batch, lstm_dim).
 ElmoState = tuple[torch.Tensor, torch.Tensor]
@@ -205,125 +206,6 @@ def materialize(gates: list[Any]) -> list[torch.Tensor]:
 
 def _step_rows(gates: Any, start: int, n: int) -> torch.Tensor:
     return gates.rows(start, n) if isinstance(gates, GatheredRows) else gates[start : start + n]
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Pre-packed weights for the CPU inference executor
-# --------------------------------------------------------------------------------------------------------------------
-def _mkldnn_usable() -> bool:
-    return bool(
-        torch.backends.mkldnn.is_available()
-        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
-    )
-
-
-def _mkldnn_bf16_usable() -> bool:
-    """oneDNN's bfloat16 kernels need AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT: on an AVX2-only CPU its reorder
-    raises, while an ordinary ``F.linear`` in bfloat16 still runs (slowly), so bfloat16 takes that path there."""
-    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return _MKLDNN and probe is not None and bool(probe())
-
-
-_MKLDNN = _mkldnn_usable()
-_MKLDNN_BF16 = _mkldnn_bf16_usable()
-
-
-def tracing() -> bool:
-    """True while tracing, compiling or exporting: only ordinary differentiable ops may be used then."""
-    return bool(
-        torch.jit.is_tracing()
-        or torch.jit.is_scripting()
-        or (hasattr(torch, "compiler") and torch.compiler.is_compiling())
-        or (hasattr(torch, "onnx") and torch.onnx.is_in_onnx_export())
-    )
-
-
-class PackedLinearCache:
-    """Keeps oneDNN-reordered copies of weights for inference on CPU.
-
-    A reordered ("pre-packed") weight lets oneDNN skip re-packing the matrix at every call, which dominates at the
-    small row counts of a recurrence (2-3x faster than an ordinary GEMM there). The cache is only used in eval mode
-    and is emptied at every switch between train and eval mode and on ``.to()``: a fused optimizer step (the
-    Trainer's default) updates parameters without bumping their version counters, so the counters alone cannot be
-    trusted across training. Within eval mode an entry is also rebuilt when the weight's version counter, storage or
-    dtype changes (``load_state_dict``, in-place edits).
-    """
-
-    def __init__(self) -> None:
-        self.enabled = True  # False in train mode (set by ElmoModel.train)
-        # keyed by the weight's storage address, shape and dtype (a view such as ``param[d]`` gets a new Python
-        # object at every indexing, its address does not); the weak reference and the version counter (shared by a
-        # parameter and its views) tell whether the entry still describes the same, unchanged tensor.
-        self._entries: dict[tuple, tuple[weakref.ref, int, torch.Tensor]] = {}
-        self._derived: dict[str, tuple[tuple, Any]] = {}
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self._derived.clear()
-
-    def derived(self, name: str, sources: list[torch.Tensor], build: Any) -> Any:
-        """A value computed from ``sources`` by ``build()`` (e.g. a fused weight), kept until a source changes or the
-        cache is cleared."""
-        key = tuple((t.data_ptr(), -1 if t.is_inference() else t._version, t.dtype) for t in sources)
-        entry = self._derived.get(name)
-        if entry is None or entry[0] != key:
-            with torch.no_grad():
-                entry = (key, build())
-            self._derived[name] = entry
-        return entry[1]
-
-    def usable(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
-        return (
-            self.enabled
-            and _MKLDNN
-            and x.device.type == "cpu"
-            and weight.device.type == "cpu"
-            and x.dtype == weight.dtype
-            and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _MKLDNN_BF16))
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-            and not tracing()
-        )
-
-    def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """``x @ weight.T + bias`` (``weight`` is ``(out, in)`` as in ``nn.Linear``)."""
-        if not self.usable(x, weight):
-            return F.linear(x, weight, bias)
-        owner = weight._base if weight._base is not None else weight
-        key = (weight.data_ptr(), tuple(weight.shape), tuple(weight.stride()), weight.dtype)
-        version = -1 if weight.is_inference() else weight._version  # inference tensors keep no version counter
-        entry = self._entries.get(key)
-        if entry is None or entry[0]() is not owner or entry[1] != version:
-            with torch.no_grad():
-                packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), 32)
-            entry = (weakref.ref(owner), version, packed)
-            self._entries[key] = entry
-        lead = x.shape[:-1]
-        rows = x.reshape(-1, x.shape[-1]).contiguous()
-        n = rows.shape[0]
-        bucket = row_bucket(n)
-        if bucket != n:  # padded to its bucket's row count: one oneDNN kernel per bucket, not per row count
-            padded = rows.new_empty((bucket, rows.shape[1]))
-            padded[:n] = rows
-            padded[n:] = 0
-            rows = padded
-        out = torch.ops.mkldnn._linear_pointwise(rows, entry[2], None if bias is None else bias.detach(), "none",
-                                                 [], "")
-        return out[:n].reshape(*lead, out.shape[-1])
-
-
-def row_bucket(n: int) -> int:
-    """The row count a product of ``n`` rows runs at on the pre-packed path: ``n`` itself up to 64 (a recurrence's
-    rows), above that ``n`` rounded up to a multiple of 1/8 of its power of two (at most 12.5% more rows).
-
-    oneDNN compiles and keeps a kernel for every matrix shape it meets (up to 1,024 of them, ~0.6 MB each): the
-    character CNN's, highway's and input products' row counts change with every batch (the batch's words), so
-    over a long ``hf-elmo embed`` run exact shapes grew the process by ~1 GB and compiled new kernels batch after
-    batch; bucketed, they are a few dozen shapes per weight."""
-    if n <= 64:
-        return n
-    step = 1 << (n.bit_length() - 4)
-    return -(-n // step) * step
 
 
 # --------------------------------------------------------------------------------------------------------------------

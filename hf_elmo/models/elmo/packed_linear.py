@@ -1,0 +1,151 @@
+"""oneDNN's pre-packed matrix products on CPU: whether they can run, a weight packed for them, the product itself, and
+a cache of packed weights for inference.
+
+A weight reordered ("pre-packed") into oneDNN's blocked layout lets its GEMM skip re-packing the matrix at every call,
+which dominates at the small row counts of a recurrence (2-3x faster than torch's ordinary product there); on AMD
+CPUs oneDNN's AVX-512 kernels also beat the MKL products that ``torch.mm``/``F.linear`` run in float32 (MKL takes
+its generic path there: e.g. 168 against 145 GFLOP/s for a (280, 400) x (400, 60,000) product on the 2-core Zen 4).
+
+This file is a sibling of modeling_elmo.py and ships with it as remote code (torch only). The AWD-LSTM folder holds an
+identical copy (``# Copied from``, kept so by tests/check_copies.py), since each folder must be self-contained.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+@functools.cache
+def onednn_available() -> bool:
+    """torch was built with oneDNN and has the pre-packed product's two ops."""
+    return bool(
+        torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+    )
+
+
+@functools.cache
+def onednn_bf16_available() -> bool:
+    """oneDNN's bfloat16 kernels need AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT: on an AVX2-only CPU its reorder
+    raises, while an ordinary ``F.linear`` in bfloat16 still runs (slowly), so bfloat16 takes that path there."""
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return onednn_available() and probe is not None and bool(probe())
+
+
+def tracing() -> bool:
+    """True while tracing, compiling or exporting: only ordinary differentiable ops may be used then."""
+    return bool(
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or (hasattr(torch, "compiler") and torch.compiler.is_compiling())
+        or (hasattr(torch, "onnx") and torch.onnx.is_in_onnx_export())
+    )
+
+
+def onednn_usable(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """``x @ weight.T`` can run as oneDNN's product: both on the CPU in one dtype that it has kernels for here, no
+    gradient to take through it (the ops have no backward) and nothing being traced."""
+    return (
+        onednn_available()
+        and x.device.type == "cpu"
+        and weight.device.type == "cpu"
+        and x.dtype == weight.dtype
+        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and onednn_bf16_available()))
+        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+        and not tracing()
+    )
+
+
+def pack_weight(weight: torch.Tensor, rows: int = 32) -> torch.Tensor:
+    """``weight`` (out, in), as ``nn.Linear`` holds it, reordered for `packed_linear`; ``rows`` is the row count the
+    layout is chosen for (the products' speed hardly depends on it)."""
+    with torch.no_grad():
+        return torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), rows)
+
+
+def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                  bucket: bool = True) -> torch.Tensor:
+    """``x @ weight.T + bias`` by oneDNN, ``weight`` packed (`pack_weight`) or plain (any strides: a transposed view
+    is read as it is); ``x`` (..., in) → (..., out). With ``bucket`` the product runs at `row_bucket`'s row count (the
+    extra rows zero, the result cut back), so that a caller whose row counts vary compiles few kernels."""
+    lead = x.shape[:-1]
+    rows = x.reshape(-1, x.shape[-1]).contiguous()
+    n = rows.shape[0]
+    size = row_bucket(n) if bucket else n
+    if size != n:
+        padded = rows.new_empty((size, rows.shape[1]))
+        padded[:n] = rows
+        padded[n:] = 0
+        rows = padded
+    out = torch.ops.mkldnn._linear_pointwise(rows, weight, None if bias is None else bias.detach(), "none", [], "")
+    return out[:n].reshape(*lead, out.shape[-1])
+
+
+def row_bucket(n: int) -> int:
+    """The row count a product of ``n`` rows runs at on the pre-packed path: ``n`` itself up to 64 (a recurrence's
+    rows), above that ``n`` rounded up to a multiple of 1/8 of its power of two (at most 12.5% more rows).
+
+    oneDNN compiles and keeps a kernel for every matrix shape it meets (up to 1,024 of them, ~0.6 MB each): the
+    character CNN's, highway's and input products' row counts change with every batch (the batch's words), so
+    over a long ``hf-elmo embed`` run exact shapes grew the process by ~1 GB and compiled new kernels batch after
+    batch; bucketed, they are a few dozen shapes per weight."""
+    if n <= 64:
+        return n
+    step = 1 << (n.bit_length() - 4)
+    return -(-n // step) * step
+
+
+class PackedLinearCache:
+    """Keeps oneDNN-reordered copies of weights for inference on CPU.
+
+    The cache is only used in eval mode and is emptied at every switch between train and eval mode and on ``.to()``:
+    a fused optimizer step (the Trainer's default) updates parameters without bumping their version counters, so the
+    counters alone cannot be trusted across training. Within eval mode an entry is also rebuilt when the weight's
+    version counter, storage or dtype changes (``load_state_dict``, in-place edits).
+    """
+
+    def __init__(self) -> None:
+        self.enabled = True  # False in train mode (set by the model's ``train``)
+        # keyed by the weight's storage address, shape and dtype (a view such as ``param[d]`` gets a new Python
+        # object at every indexing, its address does not); the weak reference and the version counter (shared by a
+        # parameter and its views) tell whether the entry still describes the same, unchanged tensor.
+        self._entries: dict[tuple, tuple[weakref.ref, int, torch.Tensor]] = {}
+        self._derived: dict[str, tuple[tuple, Any]] = {}
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._derived.clear()
+
+    def derived(self, name: str, sources: list[torch.Tensor], build: Any) -> Any:
+        """A value computed from ``sources`` by ``build()`` (e.g. a fused weight), kept until a source changes or the
+        cache is cleared."""
+        key = tuple((t.data_ptr(), -1 if t.is_inference() else t._version, t.dtype) for t in sources)
+        entry = self._derived.get(name)
+        if entry is None or entry[0] != key:
+            with torch.no_grad():
+                entry = (key, build())
+            self._derived[name] = entry
+        return entry[1]
+
+    def usable(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
+        return self.enabled and onednn_usable(x, weight)
+
+    def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``x @ weight.T + bias`` (``weight`` is ``(out, in)`` as in ``nn.Linear``): with the weight packed once
+        where `usable`, else ``F.linear``."""
+        if not self.usable(x, weight):
+            return F.linear(x, weight, bias)
+        owner = weight._base if weight._base is not None else weight
+        key = (weight.data_ptr(), tuple(weight.shape), tuple(weight.stride()), weight.dtype)
+        version = -1 if weight.is_inference() else weight._version  # inference tensors keep no version counter
+        entry = self._entries.get(key)
+        if entry is None or entry[0]() is not owner or entry[1] != version:
+            entry = (weakref.ref(owner), version, pack_weight(weight))
+            self._entries[key] = entry
+        return packed_linear(x, entry[2], bias)
