@@ -47,6 +47,7 @@ AWD_LSTM_FOLDER_FILES = frozenset({
     "README.md",
     "config.json",
     "configuration_awd_lstm.py",
+    "cpu_lstm.py",
     "english_splitter.py",
     "model.safetensors",
     "modeling_awd_lstm.py",

@@ -38,9 +38,9 @@ from hf_elmo.conversion.fastai_awd_lstm import AWDLSTMWeightsError, convert_fast
 pytestmark = requires_fixture
 SCRIPT = REPO / "conversion/convert_fastai_awd_lstm.py"
 VOCAB = FASTAI_FIXTURE / "vocab.pkl"
-EXPECTED_FILES = {"README.md", "config.json", "configuration_awd_lstm.py", "english_splitter.py", "model.safetensors",
-                  "modeling_awd_lstm.py", "packed_linear.py", "tokenization_awd_lstm.py", "tokenizer_config.json",
-                  "vocab.json"}
+EXPECTED_FILES = {"README.md", "config.json", "configuration_awd_lstm.py", "cpu_lstm.py", "english_splitter.py",
+                  "model.safetensors", "modeling_awd_lstm.py", "packed_linear.py", "tokenization_awd_lstm.py",
+                  "tokenizer_config.json", "vocab.json"}
 
 
 

@@ -537,8 +537,8 @@ def test_saved_folder_layout(saved):
         }
         tok = json.loads((folder / "tokenizer_config.json").read_text())
         assert tok["auto_map"]["AutoTokenizer"][0] == "tokenization_awd_lstm.AWDLSTMTokenizer"
-        for py in ("configuration_awd_lstm.py", "modeling_awd_lstm.py", "packed_linear.py", "tokenization_awd_lstm.py",
-                   "english_splitter.py"):
+        for py in ("configuration_awd_lstm.py", "modeling_awd_lstm.py", "cpu_lstm.py", "packed_linear.py",
+                   "tokenization_awd_lstm.py", "english_splitter.py"):
             imports = [line.split()[1] for line in (folder / py).read_text().splitlines()
                        if line.startswith(("import ", "from "))]
             assert not any(m.split(".")[0] == "hf_elmo" for m in imports), py
