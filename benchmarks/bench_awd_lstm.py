@@ -8,6 +8,7 @@ model twice from the same seed on real text (the standard library's docstrings),
 and prints how far apart the two loss curves are.
 
     python benchmarks/bench_awd_lstm.py
+    python benchmarks/bench_awd_lstm.py --rounds 3 --fastai-python /path/to/fastai-venv/bin/python   # fastai beside it
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import resource
 import subprocess
 import sys
 import time
+from collections import defaultdict
+from pathlib import Path
 
 import torch
 from machine import cpu_name, reference_kind_warning
@@ -31,10 +34,24 @@ FASTAI_TOKENS_PER_S = {
 }
 
 
-def versus_fastai(tokens_per_s: float, precision: str, phase: str) -> str:
-    """``1.02-1.08x fastai`` against fastai's range in the same precision and phase."""
-    low, high = FASTAI_TOKENS_PER_S[precision, phase]
-    return f"{tokens_per_s / high:.2f}-{tokens_per_s / low:.2f}x fastai"
+def versus_fastai(low: float, precision: str, phase: str, high: float | None = None) -> str:
+    """``1.02-1.08x fastai`` against REFERENCE.md's fastai range in the same precision and phase."""
+    ref_low, ref_high = FASTAI_TOKENS_PER_S[precision, phase]
+    return f"{low / ref_high:.2f}-{(low if high is None else high) / ref_low:.2f}x fastai"
+
+
+def fastai_round(args: argparse.Namespace) -> dict[tuple[str, str], float]:
+    """One round of peer_fastai_awd_lstm.py under ``--fastai-python``: {(precision, phase): tokens/s}."""
+    script = Path(__file__).with_name("peer_fastai_awd_lstm.py")
+    out = subprocess.run([args.fastai_python, str(script), "--vocab", str(args.vocab), "--batch-size",
+                          str(args.batch_size), "--bptt", str(args.bptt), "--steps", str(args.steps)],
+                         check=True, capture_output=True, text=True).stdout
+    names = {"float32": "float32", "bf16": "bf16 autocast"}
+    figures = {}
+    for line in out.splitlines():
+        _, precision, phase, value = line.split()
+        figures[names[precision], phase] = float(value)
+    return figures
 
 
 def autocast(bf16: bool):
@@ -142,6 +159,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--bptt", type=int, default=70)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=1, help="alternating rounds; the range of each figure is printed")
+    ap.add_argument("--fastai-python", help="a Python with fastai 2.8.12: peer_fastai_awd_lstm.py runs between our "
+                                            "rounds and each round's ratio is printed beside REFERENCE.md's")
     ap.add_argument("--curve-steps", type=int, default=40, help="steps of the float32-vs-bf16 loss curves (0: skip)")
     ap.add_argument("--loss", choices=("fused", "logits", "both"), default="both",
                     help="the training step's loss: fused blocks (the default path), full logits, or both")
@@ -160,14 +180,29 @@ def main() -> None:
     batch = torch.randint(0, args.vocab, (args.batch_size, args.bptt + 1))
     model = make_model(args.vocab)
     paths = ("fused", "logits") if args.loss == "both" else (args.loss,)
-    for bf16 in (False, True):
-        name = "bf16 autocast" if bf16 else "float32"
-        for path in paths:
-            train = time_training(model, batch, args.steps, bf16, path)
-            print(f"{name:14s} train ({path + ' loss':12s}) {train:7.0f} tokens/s ({versus_fastai(train, name, 'train')})")
-        evaluate = time_eval(model, batch, args.steps, bf16)
-        print(f"{name:14s} eval {evaluate:28.0f} tokens/s ({versus_fastai(evaluate, name, 'eval')})")
-        if args.memory:
+    precisions = {"float32": False, "bf16 autocast": True}
+    ours: dict[tuple[str, str], list[float]] = defaultdict(list)
+    peer: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for _ in range(args.rounds):  # alternating rounds: every figure once a round, fastai's between ours
+        for name, bf16 in precisions.items():
+            for path in paths:
+                ours[name, f"train ({path} loss)"].append(time_training(model, batch, args.steps, bf16, path))
+            ours[name, "eval"].append(time_eval(model, batch, args.steps, bf16))
+        if args.fastai_python:
+            for (name, phase), figure in fastai_round(args).items():
+                peer[name, phase].append(figure)
+    for (name, what), figures in ours.items():
+        phase = what.split()[0]
+        low, high = min(figures), max(figures)
+        span = f"{low:7.0f}" if len(figures) == 1 else f"{low:5.0f}-{high:<5.0f}"
+        line = f"{name:14s} {what:20s} {span} tokens/s ({versus_fastai(low, name, phase, high)} of REFERENCE.md"
+        if peer.get((name, phase)):  # each round's ratio: the two figures of one round saw the same machine
+            ratios = [a / b for a, b in zip(figures, peer[name, phase])]
+            line += (f"; fastai beside it {min(peer[name, phase]):.0f}-{max(peer[name, phase]):.0f}, "
+                     f"{min(ratios):.2f}-{max(ratios):.2f}x round by round")
+        print(line + ")")
+    if args.memory:
+        for name, bf16 in precisions.items():
             peaks = {path: peak_memory(path, args.vocab, args.batch_size, args.bptt, bf16) for path in paths}
             print(f"{name:14s} peak memory of a training step: "
                   + ", ".join(f"{path} loss {mb:,.0f} MB" for path, mb in peaks.items()))

@@ -6,6 +6,7 @@ layout are written by ../shared/tools/make_elmo_weights.py, converted, and timed
 sentences (the boundary tokens the model adds are not counted).
 
     python benchmarks/bench_elmo.py --size original --dtype float32 bfloat16
+    python benchmarks/bench_elmo.py --token-cache all --rounds 4     # every setting, 4 alternating rounds
 """
 
 from __future__ import annotations
@@ -60,26 +61,36 @@ def load(size: str, dtype: torch.dtype, cache: Path) -> ElmoModel:
     return model.eval()
 
 
-def run(size: str, dtype: torch.dtype, batches: int, batch_size: int, cache: Path, token_cache: bool = False,
-        input_products: bool = False) -> float:
-    """tokens/s; ``token_cache``: the sentences' vocabulary cached first (``cache_token_embeddings``, not timed),
-    with the first layer's input products too when ``input_products``."""
-    model = load(size, dtype, cache)
-    tokenizer = ElmoTokenizer()
-    pool = sentences()
-    if token_cache:
-        model.cache_token_embeddings({word for sentence in pool for word in sentence}, input_products=input_products)
-    plan = [[pool[(b * batch_size + i) % len(pool)] for i in range(batch_size)] for b in range(batches + 1)]
-    with torch.inference_mode():
-        model(**tokenizer(plan[0], is_split_into_words=True, padding=True, return_tensors="pt"))  # warm-up
-        n_tokens = 0
-        start = time.perf_counter()
-        for batch in plan[1:]:
-            enc = tokenizer(batch, is_split_into_words=True, padding=True, return_tensors="pt")
-            model(**enc)
-            n_tokens += sum(len(s) for s in batch)
-        elapsed = time.perf_counter() - start
-    return n_tokens / elapsed
+class Timer:
+    """Times one model over the same batches again and again (a round per call), so that several precisions and
+    token-cache settings can be measured in alternating rounds rather than one after the other."""
+
+    def __init__(self, model: ElmoModel, batches: int, batch_size: int) -> None:
+        self.model = model
+        self.tokenizer = ElmoTokenizer()
+        self.pool = sentences()
+        self.plan = [[self.pool[(b * batch_size + i) % len(self.pool)] for i in range(batch_size)]
+                     for b in range(batches + 1)]
+
+    def __call__(self, token_cache: bool = False, input_products: bool = False) -> float:
+        model, tokenizer = self.model, self.tokenizer
+        if hasattr(model, "clear_token_cache"):  # (a version before the token cache times its own)
+            model.clear_token_cache()
+        if token_cache:
+            model.cache_token_embeddings({word for sentence in self.pool for word in sentence},
+                                         input_products=input_products)
+        with torch.inference_mode():
+            model(**tokenizer(self.plan[0], is_split_into_words=True, padding=True, return_tensors="pt"))  # warm-up
+            n_tokens = 0
+            start = time.perf_counter()
+            for batch in self.plan[1:]:
+                enc = tokenizer(batch, is_split_into_words=True, padding=True, return_tensors="pt")
+                model(**enc)
+                n_tokens += sum(len(s) for s in batch)
+            elapsed = time.perf_counter() - start
+        if token_cache:
+            model.clear_token_cache()
+        return n_tokens / elapsed
 
 
 def main() -> None:
@@ -88,6 +99,8 @@ def main() -> None:
     ap.add_argument("--dtype", nargs="+", choices=["float32", "bfloat16"], default=["float32", "bfloat16"])
     ap.add_argument("--batches", type=int, default=5, help="timed batches after one warm-up batch")
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="alternating rounds over the precisions and token-cache settings; the range is printed")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "hf-elmo-bench")
     ap.add_argument("--token-cache", choices=["off", "on", "products", "all"], default="off",
@@ -97,22 +110,29 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     cpu = cpu_name()
-    print(f"# ElmoModel {args.size}, batch {args.batch_size}, {args.batches} batches, torch {torch.__version__}, "
+    print(f"# ElmoModel {args.size}, batch {args.batch_size}, {args.batches} batches, {args.rounds} round(s), "
+          f"torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {cpu}")
     if warning := reference_kind_warning():
         print(warning)
     modes = ["off", "on", "products"] if args.token_cache == "all" else [args.token_cache]
-    for name in args.dtype:
-        for mode in modes:
-            tps = run(args.size, getattr(torch, name), args.batches, args.batch_size, args.cache,
-                      token_cache=mode != "off", input_products=mode == "products")
-            reference = ALLENNLP_TOKENS_PER_S.get((args.size, name))
-            ratio = ""
-            if reference:  # AllenNLP under the same precision (bfloat16: the same autocast)
-                low, high = reference
-                ratio = f"  ({tps / high:.2f}-{tps / low:.2f}x AllenNLP's {low:.0f}-{high:.0f} tokens/s)"
-            label = {"off": "", "on": " + token cache", "products": " + token cache and input products"}[mode]
-            print(f"{args.size:9s} {name:9s} {tps:8.0f} tokens/s{ratio}{label}")
+    timers = {name: Timer(load(args.size, getattr(torch, name), args.cache), args.batches, args.batch_size)
+              for name in args.dtype}
+    results: dict[tuple[str, str], list[float]] = {(name, mode): [] for name in args.dtype for mode in modes}
+    for _ in range(args.rounds):  # alternating rounds: every setting once a round
+        for name, mode in results:
+            results[name, mode].append(timers[name](token_cache=mode != "off", input_products=mode == "products"))
+    for (name, mode), figures in results.items():
+        low, high = min(figures), max(figures)
+        reference = ALLENNLP_TOKENS_PER_S.get((args.size, name))
+        ratio = ""
+        if reference:  # AllenNLP under the same precision (bfloat16: the same autocast)
+            ref_low, ref_high = reference
+            ratio = (f"  ({low / ref_high:.2f}-{high / ref_low:.2f}x AllenNLP's {ref_low:.0f}-{ref_high:.0f} "
+                     "tokens/s)")
+        label = {"off": "", "on": " + token cache", "products": " + token cache and input products"}[mode]
+        span = f"{low:8.0f}" if len(figures) == 1 else f"{low:5.0f}-{high:<5.0f}"
+        print(f"{args.size:9s} {name:9s} {span} tokens/s{ratio}{label}")
 
 
 if __name__ == "__main__":
