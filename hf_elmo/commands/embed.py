@@ -32,7 +32,7 @@ import torch
 
 from ..conversion.common import PARTIAL_MARK, remove_stale_partials
 from . import add_threads_argument, description, one_line, torch_threads
-from .embed_hdf5 import merge_parts, write_sentence_index
+from .embed_hdf5 import merge_parts, record_sentences, write_sentence_index
 from .embed_input import iter_sentences, read_sentences, scan_sentences, windows
 from .embed_shard import DEFAULT_TIMEOUT_S, Shard, exchange, process_group, shard_device, shard_from_env
 
@@ -294,7 +294,7 @@ def _write_embeddings(fout: Any, model: torch.nn.Module, tokenizer: Any, numbere
             wordless = [chunk[k][0] + 1 for k, w in enumerate(words) if not w]
             if wordless:
                 raise ValueError(f"the sentences on lines {wordless[:10]} hold no words once tokenised (empty lines?)")
-            index.update((s, i) for i, s in chunk)
+            record_sentences(index, chunk)
             order = sorted(range(len(chunk)), key=lambda k: len(words[k]), reverse=True)
             for start in range(0, len(order), batch_size):
                 batch = order[start : start + batch_size]

@@ -18,12 +18,36 @@ SENTENCE_INDEX = "sentence_to_index"
 
 
 def write_sentence_index(fout: Any, index: Mapping[str, int]) -> None:
-    """Writes ``index`` (sentence → line index) into the open h5py file ``fout`` as AllenNLP lays it out."""
+    """Writes ``index`` (sentence → line index) into the open h5py file ``fout`` as AllenNLP lays it out.
+
+    The JSON is written piece by piece into one byte buffer, in line order (the index's own order where it already
+    is, as `record_sentences` keeps it), rather than through a reordered copy of the index and a string: at 100k
+    sentences the end of a run takes ~10 MB more than the index instead of ~50 MB."""
     import h5py
 
-    ordered = {sentence: str(i) for sentence, i in sorted(index.items(), key=lambda item: item[1])}
+    items: Iterable[tuple[str, int]] = index.items()
+    last = -1
+    for _, i in items:
+        if i < last:
+            items = sorted(index.items(), key=lambda item: item[1])
+            break
+        last = i
+    text = bytearray(b"{")  # json.dumps writes ASCII (non-ASCII characters escaped): one byte a character
+    for k, (sentence, i) in enumerate(items):
+        text += b", " if k else b""
+        text += json.dumps(sentence).encode("ascii")
+        text += f': "{i}"'.encode("ascii")
+    text += b"}"
     ds = fout.create_dataset(SENTENCE_INDEX, (1,), dtype=h5py.string_dtype(encoding="utf-8"))
-    ds[0] = json.dumps(ordered)
+    ds[0] = bytes(text)
+
+
+def record_sentences(index: dict[str, int], numbered: Iterable[tuple[int, str]]) -> None:
+    """Adds (line index, sentence) pairs, in line order, to ``index``: a sentence met again moves to its new line
+    (AllenNLP's dict comprehension keeps the last), and the dict stays in line order."""
+    for i, sentence in numbered:
+        index.pop(sentence, None)
+        index[sentence] = i
 
 
 def read_sentence_index(fin: Any) -> dict[str, int]:

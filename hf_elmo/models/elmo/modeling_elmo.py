@@ -46,7 +46,7 @@ from .bilstm_elmo import (
     materialize,
 )
 from .configuration_elmo import ElmoConfig
-from .packed_linear import PackedLinearCache, onednn_usable, packed_linear, tracing
+from .packed_linear import CHUNK_ROWS, PackedLinearCache, onednn_usable, packed_linear, tracing
 from .tokenization_elmo import CUSTOM_PIPELINES
 
 logger = logging.get_logger(__name__)
@@ -83,8 +83,9 @@ class ElmoCharacterEncoder(nn.Module):
         self.activation = torch.relu if config.activation == "relu" else torch.tanh
 
 
-    # Words per chunk of the fused convolution: its (chunk · chars, 2048) output then stays in the CPU's cache.
-    FUSED_CONV_CHUNK = 32
+    # Character windows per chunk of the fused convolution (a whole number of words): its (rows, 2048) output then
+    # stays in the CPU's cache, and the chunk is one product of packed_linear's (CHUNK_ROWS).
+    FUSED_CONV_ROWS = CHUNK_ROWS
 
     def _fused_conv_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All filters as one matrix over windows of the widest filter: filter ``k`` of width ``w`` fills the first
@@ -112,8 +113,9 @@ class ElmoCharacterEncoder(nn.Module):
         n_chars = x.shape[1]
         x = F.pad(x, (0, 0, 0, widest - 1))  # zero columns so that every position has a full window
         outputs = []
-        for start in range(0, x.shape[0], self.FUSED_CONV_CHUNK):
-            chunk = x[start : start + self.FUSED_CONV_CHUNK]
+        words = max(1, self.FUSED_CONV_ROWS // n_chars)
+        for start in range(0, x.shape[0], words):
+            chunk = x[start : start + words]
             windows = chunk.unfold(1, widest, 1).transpose(2, 3).reshape(-1, weight.shape[1])
             y = self._cache.linear(windows, weight, bias).view(chunk.shape[0], n_chars, -1)
             parts, offset = [], 0

@@ -72,33 +72,55 @@ def pack_weight(weight: torch.Tensor, rows: int = 32) -> torch.Tensor:
 def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                   bucket: bool = True) -> torch.Tensor:
     """``x @ weight.T + bias`` by oneDNN, ``weight`` packed (`pack_weight`) or plain (any strides: a transposed view
-    is read as it is); ``x`` (..., in) → (..., out). With ``bucket`` the product runs at `row_bucket`'s row count (the
-    extra rows zero, the result cut back), so that a caller whose row counts vary compiles few kernels."""
+    is read as it is); ``x`` (..., in) → (..., out). With ``bucket`` the product runs at `row_bucket`'s row counts
+    (rows beyond ``CHUNK_ROWS`` in chunks of that many, the extra rows zero, the result cut back), so that a caller
+    whose row counts vary compiles few kernels."""
     lead = x.shape[:-1]
-    rows = x.reshape(-1, x.shape[-1]).contiguous()
+    rows = x.reshape(-1, x.shape[-1])
     n = rows.shape[0]
-    size = row_bucket(n) if bucket else n
-    if size != n:
-        padded = rows.new_empty((size, rows.shape[1]))
-        padded[:n] = rows
-        padded[n:] = 0
-        rows = padded
-    out = torch.ops.mkldnn._linear_pointwise(rows, weight, None if bias is None else bias.detach(), "none", [], "")
-    return out[:n].reshape(*lead, out.shape[-1])
+    if not bucket:
+        out = _onednn(rows.contiguous(), weight, bias)
+    elif n <= CHUNK_ROWS:
+        out = _onednn(_padded(rows, row_bucket(n)), weight, bias)[:n]
+    else:  # chunks of CHUNK_ROWS, the last one's rows a multiple of 64 too (no small exact count from a remainder)
+        out = torch.cat([_onednn(_padded(rows[start : start + CHUNK_ROWS], row_bucket(max(65, min(CHUNK_ROWS,
+                                                                                             n - start)))),
+                                 weight, bias)[: min(CHUNK_ROWS, n - start)]
+                         for start in range(0, n, CHUNK_ROWS)])
+    return out.reshape(*lead, out.shape[-1])
+
+
+def _onednn(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(rows, weight, None if bias is None else bias.detach(), "none", [], "")
+
+
+def _padded(rows: torch.Tensor, size: int) -> torch.Tensor:
+    """``rows`` (n, in), contiguous, followed by zero rows up to ``size``."""
+    n = rows.shape[0]
+    if size == n:
+        return rows.contiguous()
+    padded = rows.new_empty((size, rows.shape[1]))
+    padded[:n] = rows
+    padded[n:] = 0
+    return padded
+
+
+# the largest product `packed_linear` runs in one piece when it buckets (a larger one runs in chunks of this many rows)
+CHUNK_ROWS = 1024
 
 
 def row_bucket(n: int) -> int:
-    """The row count a product of ``n`` rows runs at on the pre-packed path: ``n`` itself up to 64 (a recurrence's
-    rows), above that ``n`` rounded up to a multiple of 1/8 of its power of two (at most 12.5% more rows).
+    """The row count a product of ``n`` rows (at most ``CHUNK_ROWS``) runs at on the bucketed path: ``n`` itself up
+    to 64 (a recurrence's rows), above that ``n`` rounded up to a multiple of 64.
 
-    oneDNN compiles and keeps a kernel for every matrix shape it meets (up to 1,024 of them, ~0.6 MB each): the
-    character CNN's, highway's and input products' row counts change with every batch (the batch's words), so
-    over a long ``hf-elmo embed`` run exact shapes grew the process by ~1 GB and compiled new kernels batch after
-    batch; bucketed, they are a few dozen shapes per weight."""
+    oneDNN compiles and keeps a kernel for every matrix shape it meets, ~0.4-0.7 MB of resident memory each, up to
+    1,024 of them: the character CNN's, highway's and input products' row counts change with every batch (the batch's
+    words), so that over a long ``hf-elmo embed`` run exact row counts grew the process by ~1 GB. Bucketed and
+    chunked, a weight meets at most 16 shapes above 64 rows, within the first batches, and memory stops growing
+    early (a bucket of 64 rows costs no measurable time at the original size)."""
     if n <= 64:
         return n
-    step = 1 << (n.bit_length() - 4)
-    return -(-n // step) * step
+    return -(-n // 64) * 64
 
 
 class PackedLinearCache:
