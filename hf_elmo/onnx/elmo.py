@@ -85,8 +85,11 @@ class OnnxCellOps:
         return opset18
 
     @classmethod
-    def sigmoid(cls, x: Any) -> Any:
-        return cls._op().Sigmoid(x)
+    def activate_gates(cls, gates: Any) -> Any:
+        """(σ(i), tanh(j), σ(f), σ(o)) of the gates' sum: ``Split`` into four, ONNX's own ``Sigmoid``/``Tanh``."""
+        op = cls._op()
+        i, j, f, o = op.Split(gates, axis=-1, num_outputs=4)
+        return op.Sigmoid(i), op.Tanh(j), op.Sigmoid(f), op.Sigmoid(o)
 
     @classmethod
     def tanh(cls, x: Any) -> Any:
@@ -99,10 +102,6 @@ class OnnxCellOps:
     @classmethod
     def mul(cls, x: Any, y: Any) -> Any:
         return cls._op().Mul(x, y)
-
-    @classmethod
-    def split_gates(cls, gates: Any) -> Any:
-        return cls._op().Split(gates, axis=-1, num_outputs=4)
 
     @classmethod
     def clip(cls, x: Any, bound: float) -> Any:  # to ±bound; a bound of 0 is none

@@ -42,43 +42,77 @@ ElmoState = tuple[torch.Tensor, torch.Tensor]
 # --------------------------------------------------------------------------------------------------------------------
 class TorchOps:
     """The tensor operations `lstm_cell` is written in, for torch tensors. hf_elmo.onnx.elmo has the same table for
-    ONNX values, so that the exported graph executes the cell's lines rather than a second statement of them."""
+    ONNX values, so that the exported graph executes the cell's lines rather than a second statement of them.
 
-    sigmoid = staticmethod(torch.sigmoid)
-    add = staticmethod(torch.add)
+    Where nothing is traced and no gradient will be taken through a value (eager inference: `run_inplace`), an
+    operation writes into its first argument, which in `lstm_cell` is always a value the cell computed itself (the
+    gates' sum that the executor hands it, their slices, their products): no allocation per operation, and one
+    ``sigmoid`` over the four gates. Elsewhere every operation returns a new tensor, as autograd needs."""
+
+    @staticmethod
+    def activate_gates(gates: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(σ(i), tanh(j), σ(f), σ(o)) from the gates' sum (..., 4H), in TensorFlow's order. tanh(j) is computed as
+        2·σ(2j) − 1, so that in place one ``sigmoid`` covers all four (the sum is overwritten)."""
+        if _writable(gates):
+            hidden = gates.shape[-1] // 4
+            j = gates[..., hidden : 2 * hidden]
+            j.mul_(2)
+            gates.sigmoid_()
+            j.mul_(2).sub_(1)
+            return gates.split(hidden, dim=-1)
+        i, j, f, o = gates.chunk(4, dim=-1)
+        return torch.sigmoid(i), TorchOps.tanh(j), torch.sigmoid(f), torch.sigmoid(o)
 
     @staticmethod
     def tanh(x: torch.Tensor) -> torch.Tensor:
-        """tanh(x) = 2·σ(2x) − 1 (within ~1.2e-7 of ``torch.tanh`` in float32). On CPU torch's ``tanh`` goes through
-        MKL's vector math, which takes a slow path on AMD CPUs: 247 µs against 77 µs for these four ops on a
-        (32, 4096) float32 cell block on the 2-core Zen 4 (its ``sigmoid`` is torch's own vectorised kernel)."""
+        """tanh(x) = 2·σ(2x) − 1 (within ~1.2e-7 of ``torch.tanh`` in float32), a new tensor. On CPU torch's
+        ``tanh`` goes through MKL's vector math, which takes a slow path on AMD CPUs: 247 µs against 77 µs for these
+        four ops on a (32, 4096) float32 cell block on the 2-core Zen 4 (its ``sigmoid`` is torch's own kernel)."""
         s = torch.sigmoid(x * 2)
         return s * 2 - 1 if s.requires_grad else s.mul_(2).sub_(1)  # sigmoid's backward reads its output
-    mul = staticmethod(torch.mul)
 
     @staticmethod
-    def split_gates(gates: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return gates.chunk(4, dim=-1)
+    def mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return x.mul_(y) if _writable(x) else torch.mul(x, y)
+
+    @staticmethod
+    def add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return x.add_(y) if _writable(x) else torch.add(x, y)
 
     @staticmethod
     def clip(x: torch.Tensor, bound: float | None) -> torch.Tensor:
-        return x.clamp(-bound, bound) if bound else x
+        if not bound:
+            return x
+        return x.clamp_(-bound, bound) if _writable(x) else x.clamp(-bound, bound)
+
+
+def _writable(x: torch.Tensor) -> bool:
+    """``x`` may be written in place: nothing is traced, and no gradient will be taken through it."""
+    return not (torch.is_grad_enabled() and x.requires_grad) and not _tracing()
+
+
+def _tracing() -> bool:
+    return bool(torch.jit.is_tracing() or torch.jit.is_scripting()
+                or (hasattr(torch, "compiler") and torch.compiler.is_compiling())
+                or (hasattr(torch, "onnx") and torch.onnx.is_in_onnx_export()))
 
 
 def lstm_cell(gates: Any, c_prev: Any, project: Callable[[Any], Any], cell_clip: float | None,
               proj_clip: float | None, ops: Any = TorchOps) -> tuple[Any, Any]:
     """TensorFlow's LSTMCell with projection, as bilm-tf runs it::
 
-        i, j, f, o = gates            (input and recurrent products plus the bias, TensorFlow's forget bias included)
-        c = clip(σ(f)·c_prev + σ(i)·tanh(j), cell_clip)
-        h = clip(project(σ(o)·tanh(c)), proj_clip)
+        i, j, f, o = σ, tanh, σ, σ of the gates  (input and recurrent products plus the bias, TensorFlow's forget
+                                                  bias included)
+        c = clip(f·c_prev + i·j, cell_clip)
+        h = clip(project(o·tanh(c)), proj_clip)
 
     Shapes: ``gates`` (..., 4H), ``c_prev`` (..., H) → ``c`` (..., H), ``h`` (..., P); ``project`` maps (..., H) to
     (..., P) (the projection matrix, however the caller multiplies: pre-packed, batched, ONNX ``MatMul``, casting a
-    reduced-precision cell output to the weights' dtype first). A clip of 0 or None is none."""
-    i, j, f, o = ops.split_gates(gates)
-    c = ops.clip(ops.add(ops.mul(ops.sigmoid(f), c_prev), ops.mul(ops.sigmoid(i), ops.tanh(j))), cell_clip)
-    h = ops.clip(project(ops.mul(ops.sigmoid(o), ops.tanh(c))), proj_clip)
+    reduced-precision cell output to the weights' dtype first). A clip of 0 or None is none. ``gates`` is the
+    caller's to give away (`TorchOps` may compute in it); ``c_prev`` is only read."""
+    i, j, f, o = ops.activate_gates(gates)
+    c = ops.clip(ops.add(ops.mul(f, c_prev), ops.mul(i, j)), cell_clip)
+    h = ops.clip(project(ops.mul(o, ops.tanh(c))), proj_clip)
     return c, h
 
 
