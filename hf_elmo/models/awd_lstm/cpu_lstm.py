@@ -83,23 +83,23 @@ class CpuLstm(torch.autograd.Function):
             gates = torch.empty(steps, batch, 4 * hidden, dtype=torch.float32, device=x.device)
             cells = torch.empty(steps + 1, batch, hidden, dtype=torch.float32, device=x.device)
             cells[0] = c0
-            tanh_cells = torch.empty(steps, batch, hidden, dtype=torch.float32, device=x.device)
+            tanh_cell = torch.empty(batch, hidden, dtype=torch.float32, device=x.device)  # recomputed backward
             out = torch.empty(steps, batch, hidden, dtype=low, device=x.device)
             h = h0.to(low)
             for t in range(steps):
                 s = torch.add(z_in[t], packed_linear(h, recurrent, bucket=False), out=gates[t]).sigmoid_()
                 i, f, g2, o = s.split(hidden, dim=1)  # g2 = σ(2·z_g)
                 c = torch.mul(f, cells[t], out=cells[t + 1]).addcmul_(i, g2, value=2.0).sub_(i)  # f·c + i·g
-                tc = torch.sigmoid(c * 2, out=tanh_cells[t]).mul_(2).sub_(1)
+                tc = torch.sigmoid(c * 2, out=tanh_cell).mul_(2).sub_(1)
                 h = torch.mul(o, tc, out=out[t])
-        ctx.save_for_backward(inputs, h0, w_ih_low, w_hh_low, gates, cells, tanh_cells, out)
+        ctx.save_for_backward(inputs, h0, w_ih_low, w_hh_low, gates, cells, out)
         ctx.dtypes = (x.dtype, h0.dtype, c0.dtype, w_ih.dtype, w_hh.dtype, b_ih.dtype)
         return out.transpose(0, 1), (out[-1].clone() if steps else h0.to(low)), cells[-1].to(low)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor | None, grad_h: torch.Tensor | None,
                  grad_c: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
-        inputs, h0, w_ih, w_hh, gates, cells, tanh_cells, out = ctx.saved_tensors
+        inputs, h0, w_ih, w_hh, gates, cells, out = ctx.saved_tensors
         x_dtype, h_dtype, c_dtype, w_ih_dtype, w_hh_dtype, b_dtype = ctx.dtypes
         low = w_ih.dtype
         steps, batch, four = gates.shape
@@ -108,6 +108,7 @@ class CpuLstm(torch.autograd.Function):
         with torch.autocast("cpu", enabled=False):
             i, f, g2, o = gates.split(hidden, dim=2)
             g = g2 * 2 - 1
+            tanh_cells = torch.sigmoid(cells[1:] * 2).mul_(2).sub_(1)  # as the forward computed them
             # the gates' derivatives over all steps at once: dz = [dc, dc, dc, dh] ⊙ factors
             factors = torch.empty(steps, batch, four, dtype=torch.float32, device=device)
             torch.mul(g * i, 1 - i, out=factors[..., :hidden])
