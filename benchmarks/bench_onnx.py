@@ -12,7 +12,9 @@ needs onnxruntime-gpu: ``pip install 'hf-elmo[onnx-gpu]'``).
   ``--sorted-batches``, batched by similar length as fastai's SortedDL batches a classifier's inputs (both the eager
   path and the exported graph drop finished documents as they go). A token is a token of the tokenizer's output. Accuracy: agreement of the predicted class and cosine similarity of the logits.
 
-Both: tokenizer included, one warm-up batch, eval/no-grad for PyTorch (and a CUDA synchronisation after each of its
+Both: tokenizer included, one warm-up batch, a rest of ``--pause`` seconds before each timing (ONNX Runtime's
+worker threads keep spinning after a run: without the rest they took ~11% of the CPU from the PyTorch run after
+them), eval/no-grad for PyTorch (and a CUDA synchronisation after each of its
 batches on the GPU; ONNX Runtime's outputs come back to the host). The model is exported with
 hf_elmo.onnx.export_onnx (float32, and int8 dynamic quantisation for the CPU or float16 for the GPU) and run with ONNX
 Runtime with as many CPU threads as torch uses. Each ONNX Runtime variant is compared with PyTorch at the same
@@ -171,6 +173,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3, help="rounds over all runners; the best of each is reported")
     ap.add_argument("--threads", type=int, default=None, help="torch and ONNX Runtime threads (default: torch's)")
+    ap.add_argument("--pause", type=float, default=1.0,
+                    help="seconds of rest before each runner's timing: ONNX Runtime's worker threads spin on after a "
+                         "run and take the CPU from the next one (PyTorch eager ~11%% slower without it)")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "hf-elmo-bench")
     ap.add_argument("--sorted-batches", action="store_true",
                     help="AWD-LSTM: batch documents of similar lengths together (fastai's SortedDL) instead of in "
@@ -229,6 +234,7 @@ def main() -> None:
     load_average = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     for _ in range(args.rounds):
         for name, (run, tensors) in runners.items():
+            time.sleep(args.pause)  # ONNX Runtime's worker threads spin on after a run, taking the next one's CPU
             wall, cpu_time = tokens_per_s(run, plan, lambda batch: encode(batch, tensors))
             best[name] = (max(best[name][0], wall), max(best[name][1], cpu_time))
     print(f"# load average before timing: {load_average:.1f} (other processes slow the wall-clock figures down; "
